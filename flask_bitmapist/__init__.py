@@ -1,0 +1,63 @@
+"""flask-bitmapist: real-time user analytics for Flask on Redis bitmaps.
+
+Everything public is importable from here; the submodules own one thing each.
+"""
+
+from bitmapist import (
+    BitOpAnd,
+    BitOpNot,
+    BitOpOr,
+    BitOpXor,
+    DayEvents,
+    HourEvents,
+    MonthEvents,
+    UniqueEvents,
+    WeekEvents,
+    YearEvents,
+    delete_all_events,
+    get_event_names,
+)
+
+from .config import ConfigError, Settings
+from .extension import FlaskBitmapist
+from .ids import MAX_USER_ID, to_user_id, validate_event_name
+from .marking import flush, mark, mark_event, unmark_event
+from .queries import (
+    TemporaryBitmap,
+    chain_events,
+    get_cohort,
+    get_event_data,
+    validate_time_group,
+)
+from .writer import WriterStats
+
+__all__ = [
+    "MAX_USER_ID",
+    "BitOpAnd",
+    "BitOpNot",
+    "BitOpOr",
+    "BitOpXor",
+    "ConfigError",
+    "DayEvents",
+    "FlaskBitmapist",
+    "HourEvents",
+    "MonthEvents",
+    "Settings",
+    "TemporaryBitmap",
+    "UniqueEvents",
+    "WeekEvents",
+    "WriterStats",
+    "YearEvents",
+    "chain_events",
+    "delete_all_events",
+    "flush",
+    "get_cohort",
+    "get_event_data",
+    "get_event_names",
+    "mark",
+    "mark_event",
+    "to_user_id",
+    "unmark_event",
+    "validate_event_name",
+    "validate_time_group",
+]

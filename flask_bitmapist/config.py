@@ -1,0 +1,110 @@
+"""Reading ``BITMAPIST_*`` keys from a Flask config into a typed, validated object."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+WriteMode = Literal["sync", "background"]
+WRITE_MODES: tuple[WriteMode, ...] = ("sync", "background")
+
+
+class ConfigError(ValueError):
+    """A ``BITMAPIST_*`` config key has a value of the wrong type or range."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The extension's configuration for one app, read once by ``init_app``.
+
+    Each field mirrors the ``BITMAPIST_`` key of the same name in upper case.
+    """
+
+    redis_url: str = "redis://localhost:6379"
+    redis_system: str = "default"
+    track_hourly: bool = False
+    track_unique: bool = False
+    disable_blueprint: bool = False
+    write_mode: WriteMode = "background"
+    flush_interval: float = 0.5
+    flush_at: int = 500
+    queue_size: int = 100_000
+    raise_errors: bool = False
+    socket_timeout: float = 0.25
+    temp_key_ttl: int = 300
+
+    @classmethod
+    def from_mapping(cls, config: Mapping[str, Any], *, testing: bool) -> Settings:
+        """Build settings from a Flask config, validating every key.
+
+        :param config: the app's config (or any mapping of ``BITMAPIST_*`` keys).
+        :param testing: whether the app runs in testing mode, which makes
+            ``"sync"`` the default write mode.
+        :raises ConfigError: when a key has a value of the wrong type or range.
+        """
+
+        def read(name: str, default: Any) -> Any:
+            return config.get(f"BITMAPIST_{name.upper()}", default)
+
+        defaults = cls()
+        write_mode = read("write_mode", "sync" if testing else defaults.write_mode)
+        if write_mode not in WRITE_MODES:
+            raise ConfigError(
+                f"BITMAPIST_WRITE_MODE must be one of {', '.join(WRITE_MODES)}, "
+                f"got {write_mode!r}."
+            )
+        return cls(
+            redis_url=_nonempty_str("redis_url", read("redis_url", defaults.redis_url)),
+            redis_system=_nonempty_str(
+                "redis_system", read("redis_system", defaults.redis_system)
+            ),
+            track_hourly=_bool("track_hourly", read("track_hourly", False)),
+            track_unique=_bool("track_unique", read("track_unique", False)),
+            disable_blueprint=_bool(
+                "disable_blueprint", read("disable_blueprint", False)
+            ),
+            write_mode=write_mode,
+            flush_interval=_positive_number(
+                "flush_interval", read("flush_interval", defaults.flush_interval)
+            ),
+            flush_at=_positive_int("flush_at", read("flush_at", defaults.flush_at)),
+            queue_size=_positive_int(
+                "queue_size", read("queue_size", defaults.queue_size)
+            ),
+            raise_errors=_bool("raise_errors", read("raise_errors", False)),
+            socket_timeout=_positive_number(
+                "socket_timeout", read("socket_timeout", defaults.socket_timeout)
+            ),
+            temp_key_ttl=_positive_int(
+                "temp_key_ttl", read("temp_key_ttl", defaults.temp_key_ttl)
+            ),
+        )
+
+
+def _key(name: str) -> str:
+    return f"BITMAPIST_{name.upper()}"
+
+
+def _nonempty_str(name: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{_key(name)} must be a non-empty string, got {value!r}.")
+    return value
+
+
+def _bool(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{_key(name)} must be True or False, got {value!r}.")
+    return value
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{_key(name)} must be a positive int, got {value!r}.")
+    return value
+
+
+def _positive_number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ConfigError(f"{_key(name)} must be a positive number, got {value!r}.")
+    return float(value)

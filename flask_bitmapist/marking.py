@@ -1,0 +1,202 @@
+"""Explicit marking: ``mark_event``, ``unmark_event`` and the ``@mark`` decorator."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any, TypeVar, cast
+
+import bitmapist
+
+from .extension import current_state, resolve_client
+from .ids import to_user_id, validate_event_name
+from .writer import Mark, flush_all, write_marks
+
+logger = logging.getLogger("flask_bitmapist")
+
+F = TypeVar("F", bound=Callable[..., Any])
+UserIdSource = Any | Callable[[], Any]
+
+
+def to_utc(now: datetime | None) -> datetime:
+    """``now`` in UTC: naive datetimes are taken as UTC; ``None`` is the current time.
+
+    :raises ValueError: when ``now`` is not a datetime.
+    """
+    if now is None:
+        return datetime.now(timezone.utc)
+    if not isinstance(now, datetime):
+        raise ValueError(f"now must be a datetime, got {now!r}.")
+    if now.tzinfo is None:
+        return now.replace(tzinfo=timezone.utc)
+    return now.astimezone(timezone.utc)
+
+
+def mark_event(
+    event_name: str,
+    uuid: Any,
+    *,
+    now: datetime | None = None,
+    track_hourly: bool | None = None,
+    track_unique: bool | None = None,
+    system: str | None = None,
+) -> None:
+    """Mark that user ``uuid`` did ``event_name``.
+
+    Writes the keys ``bitmapist.mark_event`` writes: month, ISO week and day,
+    plus hour and unique when enabled. Inside an app context the mark goes
+    through that app's writer (in one pipeline, now or in the background);
+    outside one it is written at once to bitmapist's ``"default"`` system, and a
+    Redis error is raised.
+
+    :param event_name: a non-empty str of at most 200 characters, without
+        whitespace or control characters.
+    :param uuid: the user id: an int or a str of decimal digits from 0 to
+        2**32 - 1. ``None`` means an anonymous user: nothing is marked.
+    :param now: when it happened; naive datetimes are taken as UTC. Default: now.
+    :param track_hourly: also mark the hour. Default: ``BITMAPIST_TRACK_HOURLY``
+        (``bitmapist.TRACK_HOURLY`` outside an app).
+    :param track_unique: also mark the time-independent unique key. Default:
+        ``BITMAPIST_TRACK_UNIQUE`` (``bitmapist.TRACK_UNIQUE`` outside an app).
+    :param system: a bitmapist system name to write to instead of the app's.
+    :raises ValueError: for an invalid event name, user id or time.
+    """
+    _submit(event_name, uuid, now, track_hourly, track_unique, system, value=1)
+
+
+def unmark_event(
+    event_name: str,
+    uuid: Any,
+    *,
+    now: datetime | None = None,
+    track_hourly: bool | None = None,
+    track_unique: bool | None = None,
+    system: str | None = None,
+) -> None:
+    """Clear the bits that :func:`mark_event` with the same arguments sets.
+
+    Takes the same arguments and raises the same errors as :func:`mark_event`.
+    """
+    _submit(event_name, uuid, now, track_hourly, track_unique, system, value=0)
+
+
+def _submit(
+    event_name: str,
+    uuid: Any,
+    now: datetime | None,
+    track_hourly: bool | None,
+    track_unique: bool | None,
+    system: str | None,
+    value: int,
+) -> None:
+    validate_event_name(event_name)
+    user_id = to_user_id(event_name, uuid)
+    when = to_utc(now)
+    if user_id is None:
+        return
+    state = current_state()
+    if state is not None and system in (None, state.settings.redis_system):
+        settings = state.settings
+        state.writer.submit(
+            Mark(
+                event_name,
+                user_id,
+                when,
+                settings.track_hourly if track_hourly is None else track_hourly,
+                settings.track_unique if track_unique is None else track_unique,
+                value,
+            )
+        )
+        return
+    mark = Mark(
+        event_name,
+        user_id,
+        when,
+        bitmapist.TRACK_HOURLY if track_hourly is None else track_hourly,
+        bitmapist.TRACK_UNIQUE if track_unique is None else track_unique,
+        value,
+    )
+    write_marks(resolve_client(system), (mark,))
+
+
+def mark(
+    event_name: str,
+    uuid: UserIdSource,
+    *,
+    track_hourly: bool | None = None,
+    track_unique: bool | None = None,
+    system: str | None = None,
+) -> Callable[[F], F]:
+    """Decorate a function so that each call that returns marks ``event_name``.
+
+    ``uuid`` is a value, or a zero-argument callable evaluated after each call,
+    so ``@mark("report:downloaded", lambda: current_user.id)`` marks the user
+    of the current request. Nothing is marked when the function raises. It
+    keeps the function's name and docstring, works on ``async def`` views, and
+    stacks under ``@app.route``.
+
+    A failure to find or validate the id after the call is logged and marks
+    nothing, so it never turns a finished view into an error; with
+    ``BITMAPIST_RAISE_ERRORS`` it is raised.
+
+    :param event_name: validated now, so a bad name fails at import time.
+    :param uuid: the user id, or a callable returning it.
+    :raises ValueError: for an invalid event name.
+    """
+    validate_event_name(event_name)
+
+    def mark_after_call() -> None:
+        try:
+            user_id = uuid() if callable(uuid) else uuid
+            mark_event(
+                event_name,
+                user_id,
+                track_hourly=track_hourly,
+                track_unique=track_unique,
+                system=system,
+            )
+        except Exception:
+            state = current_state()
+            if state is None or state.settings.raise_errors:
+                raise
+            logger.exception("@mark(%r) marked nothing", event_name)
+
+    def decorator(function: F) -> F:
+        if inspect.iscoroutinefunction(function):
+
+            @functools.wraps(function)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                result = await function(*args, **kwargs)
+                mark_after_call()
+                return result
+
+            return cast(F, async_wrapper)
+
+        @functools.wraps(function)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            result = function(*args, **kwargs)
+            mark_after_call()
+            return result
+
+        return cast(F, wrapper)
+
+    return decorator
+
+
+def flush(timeout: float | None = None) -> bool:
+    """Block until every mark queued so far is written to Redis.
+
+    In an app context it flushes that app's writer; outside one, every
+    background writer in the process. Tests and command-line tools call it
+    before they read what they marked.
+
+    :param timeout: the most seconds to wait; ``None`` waits as long as it takes.
+    :returns: whether everything got through before the timeout.
+    """
+    state = current_state()
+    if state is not None:
+        return state.writer.flush(timeout)
+    return flush_all(timeout)

@@ -1,0 +1,389 @@
+"""Reading: event data, chained events and cohorts, as pipelined BITOP/BITCOUNT.
+
+A query builds its BITOP commands on the client and sends them, with the
+BITCOUNTs that read the results, in one pipeline: one round trip however many
+rows and columns a cohort has. Intermediate results go to temporary keys that
+carry a name unique to the query (so concurrent queries never touch each
+other's keys), a TTL as a safety net, and a DEL at the end of the same
+pipeline.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+import redis
+from bitmapist import (
+    DayEvents,
+    GenericPeriodEvents,
+    MonthEvents,
+    WeekEvents,
+    YearEvents,
+)
+from bitmapist import MixinBitOperations as _MixinBitOperations
+from bitmapist import MixinContains as _MixinContains
+from bitmapist import MixinCounts as _MixinCounts
+from bitmapist import MixinEventsMisc as _MixinEventsMisc
+from bitmapist import MixinIter as _MixinIter
+
+from .config import Settings
+from .extension import current_state, resolve_client
+from .ids import validate_event_name
+from .marking import to_utc
+
+TIME_GROUPS = ("days", "weeks", "months", "years")
+PeriodClass = type[DayEvents] | type[WeekEvents] | type[MonthEvents]
+_PERIOD_CLASSES: dict[str, PeriodClass] = {
+    "days": DayEvents,
+    "weeks": WeekEvents,
+    "months": MonthEvents,
+}
+MAX_ROWS_OR_COLS = 1000
+_OPERATORS = ("and", "or")
+_TEMP_PREFIX = "trackist_bitop_fb"
+
+
+def validate_time_group(time_group: Any) -> str:
+    """Return the plural form of ``time_group``.
+
+    :raises ValueError: unless it is days, weeks, months or years, plural or
+        singular.
+    """
+    if isinstance(time_group, str):
+        plural = time_group if time_group.endswith("s") else f"{time_group}s"
+        if plural in TIME_GROUPS:
+            return plural
+    raise ValueError(
+        f"time_group must be one of {', '.join(TIME_GROUPS)} (or the singular), "
+        f"got {time_group!r}."
+    )
+
+
+def validate_chained_events(events: Any, name: str) -> list[tuple[str, str]]:
+    """Return ``events`` as ``(event name, op)`` pairs, validating each item.
+
+    :raises ValueError: unless ``events`` is a list of ``{"name": str, "op":
+        "and" | "or"}`` dicts with valid event names.
+    """
+    if events is None:
+        return []
+    if not isinstance(events, Sequence) or isinstance(events, str):
+        raise ValueError(
+            f"{name} must be a list of {{name, op}} dicts, got {events!r}."
+        )
+    pairs = []
+    for index, item in enumerate(events):
+        if not isinstance(item, Mapping) or set(item) != {"name", "op"}:
+            raise ValueError(
+                f"{name}[{index}] must be a dict with exactly the keys 'name' and "
+                f"'op', got {item!r}."
+            )
+        if item["op"] not in _OPERATORS:
+            raise ValueError(
+                f"{name}[{index}]['op'] must be 'and' or 'or', got {item['op']!r}."
+            )
+        pairs.append((validate_event_name(item["name"]), item["op"]))
+    return pairs
+
+
+def _validate_count(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be an int, got {value!r}.")
+    if not 1 <= value <= MAX_ROWS_OR_COLS:
+        raise ValueError(f"{name} must be from 1 to {MAX_ROWS_OR_COLS}, got {value}.")
+    return value
+
+
+def _temp_key_ttl() -> int:
+    state = current_state()
+    return (state.settings if state else Settings()).temp_key_ttl
+
+
+class TemporaryBitmap(
+    _MixinIter, _MixinContains, _MixinCounts, _MixinEventsMisc, _MixinBitOperations
+):
+    """A query result in a temporary key: counts (``len``), membership (``in``),
+    iteration over user ids and bit operations, like bitmapist's ``BitOpAnd``.
+
+    The key expires after ``BITMAPIST_TEMP_KEY_TTL`` seconds (300); call
+    :meth:`delete` when done with it to free the memory at once.
+    """
+
+    def __init__(self, redis_key: str, system: redis.Redis) -> None:
+        self.redis_key = redis_key
+        self.system = system
+
+
+class _QueryPlan:
+    """The BITOP and BITCOUNT commands of one query, queued in one pipeline."""
+
+    def __init__(self, client: redis.Redis, ttl: int) -> None:
+        self.client = client
+        self.pipeline = client.pipeline(transaction=False)
+        self.ttl = ttl
+        self.prefix = f"{_TEMP_PREFIX}-{uuid.uuid4().hex}"
+        self.temp_keys: list[str] = []
+
+    def new_key(self) -> str:
+        key = f"{self.prefix}-{len(self.temp_keys)}"
+        self.temp_keys.append(key)
+        return key
+
+    def bitop(self, operation: str, destination: str, *sources: str) -> None:
+        # BITOP replaces the destination, TTL included, so the TTL follows each one.
+        self.pipeline.bitop(operation, destination, *sources)
+        self.pipeline.expire(destination, self.ttl)
+
+    def union(self, keys: list[str]) -> str:
+        if len(keys) == 1:
+            return keys[0]
+        destination = self.new_key()
+        self.bitop("OR", destination, *keys)
+        return destination
+
+    def count(self, key: str) -> int:
+        """Queue a BITCOUNT and return the index of its result."""
+        self.pipeline.bitcount(key)
+        return len(self.pipeline) - 1
+
+    def execute(self, keep: str | None = None) -> list[Any]:
+        """Run the pipeline, deleting every temporary key but ``keep``.
+
+        On failure the keys are deleted on a best-effort basis; their TTL
+        removes what that misses.
+        """
+        doomed = [key for key in self.temp_keys if key != keep]
+        if doomed:
+            self.pipeline.delete(*doomed)
+        try:
+            results: list[Any] = self.pipeline.execute()
+        except BaseException:
+            try:
+                if self.temp_keys:
+                    self.client.delete(*self.temp_keys)
+            except redis.RedisError:
+                pass
+            raise
+        return results
+
+
+def _period_keys(
+    time_group: str, event_name: str, when: datetime, offset: int
+) -> list[str]:
+    """The keys that hold ``event_name`` in the period ``offset`` periods from ``when``.
+
+    A year is the union of its twelve months, as in bitmapist's ``YearEvents``.
+    """
+    if time_group == "years":
+        year = when.year + offset
+        return [
+            MonthEvents(event_name, year, month).redis_key for month in range(1, 13)
+        ]
+    period = _PERIOD_CLASSES[time_group].from_date(event_name, when).delta(offset)
+    return [period.redis_key]
+
+
+def _period_start(time_group: str, when: datetime, offset: int) -> datetime:
+    if time_group == "years":
+        return datetime(when.year + offset, 1, 1, tzinfo=timezone.utc)
+    period = _PERIOD_CLASSES[time_group].from_date("", when).delta(offset)
+    start: datetime = period.period_start()
+    return start
+
+
+def _chain_key(
+    plan: _QueryPlan,
+    base_event_name: str,
+    chained: list[tuple[str, str]],
+    time_group: str,
+    when: datetime,
+    offset: int,
+) -> str:
+    # Each OR binds to its direct predecessor, then the groups are ANDed:
+    # A and B or C and D = A & (B | C) & D.
+    groups: list[list[str]] = [[base_event_name]]
+    for event_name, operator in chained:
+        if operator == "or":
+            groups[-1].append(event_name)
+        else:
+            groups.append([event_name])
+    group_keys = [
+        plan.union(
+            [
+                key
+                for name in group
+                for key in _period_keys(time_group, name, when, offset)
+            ]
+        )
+        for group in groups
+    ]
+    if len(group_keys) == 1:
+        return group_keys[0]
+    destination = plan.new_key()
+    plan.bitop("AND", destination, *group_keys)
+    return destination
+
+
+def get_event_data(
+    event_name: str,
+    time_group: str = "days",
+    now: datetime | None = None,
+    system: str | None = None,
+) -> GenericPeriodEvents:
+    """The bitmapist events object of ``event_name`` for the period that holds ``now``.
+
+    :param event_name: the event.
+    :param time_group: days, weeks, months or years (or the singular).
+    :param now: a time in the period; naive datetimes are UTC. Default: now.
+    :param system: a bitmapist system name; default the current app's, or
+        ``"default"`` outside an app.
+    :returns: a ``DayEvents``, ``WeekEvents``, ``MonthEvents`` or ``YearEvents``.
+        A ``YearEvents`` is bitmapist's OR of the twelve months in a temporary
+        key, which here expires after ``BITMAPIST_TEMP_KEY_TTL`` seconds.
+    :raises ValueError: for an invalid event name, time group or time.
+    """
+    validate_event_name(event_name)
+    group = validate_time_group(time_group)
+    when = to_utc(now)
+    # bitmapist's get_redis takes a client where its annotations say str; the
+    # client, not its system name, keeps two apps with one name apart.
+    client = resolve_client(system)
+    if group == "years":
+        year = YearEvents(event_name, when.year, system=client)
+        client.expire(year.redis_key, _temp_key_ttl())
+        return year
+    period: GenericPeriodEvents = _PERIOD_CLASSES[group].from_date(
+        event_name,
+        when,
+        system=client,  # type: ignore[arg-type]
+    )
+    return period
+
+
+def chain_events(
+    base_event_name: str,
+    events_to_chain: Sequence[Mapping[str, str]] | None,
+    now: datetime | None,
+    time_group: str,
+    system: str | None = None,
+) -> TemporaryBitmap:
+    """The users who did ``base_event_name`` combined with ``events_to_chain``,
+    in the period of ``now``.
+
+    Each OR binds only to its direct predecessor, and the rest is ANDed:
+    ``A and B and C or D`` is ``A & B & (C | D)``, and ``A and B or C and D`` is
+    ``A & (B | C) & D``. ``events_to_chain`` is not modified.
+
+    :param base_event_name: the first event of the chain.
+    :param events_to_chain: ``[{"name": ..., "op": "and" | "or"}, ...]``.
+    :param now: a time in the period; naive datetimes are UTC.
+    :param time_group: days, weeks, months or years (or the singular).
+    :param system: a bitmapist system name; default the current app's.
+    :returns: the result in a temporary key (see :class:`TemporaryBitmap`).
+    :raises ValueError: for invalid names, operators, time group or time.
+    """
+    validate_event_name(base_event_name)
+    chained = validate_chained_events(events_to_chain, "events_to_chain")
+    group = validate_time_group(time_group)
+    when = to_utc(now)
+    client = resolve_client(system)
+    plan = _QueryPlan(client, _temp_key_ttl())
+    key = _chain_key(plan, base_event_name, chained, group, when, 0)
+    if key not in plan.temp_keys:
+        copy = plan.new_key()
+        plan.bitop("OR", copy, key)
+        key = copy
+    plan.execute(keep=key)
+    return TemporaryBitmap(key, client)
+
+
+Cohort = list[list[int | None]]
+
+
+def get_cohort(
+    primary_event_name: str,
+    secondary_event_name: str,
+    additional_events: Sequence[Mapping[str, str]] | None = None,
+    time_group: str = "days",
+    num_rows: int = 10,
+    num_cols: int = 10,
+    system: str | None = None,
+    with_replacement: bool = False,
+    now: datetime | None = None,
+) -> tuple[Cohort, list[datetime], list[int]]:
+    """A cohort table: of the users who did the primary event in a period, how
+    many did the secondary event (chained with ``additional_events``) in that
+    period and each of the following ones.
+
+    Row ``i`` is a period (oldest first, the last one holding ``now``); cell
+    ``[i][j]`` counts the row's users who did the chained events ``j`` periods
+    later. A row whose primary total is 0 is all ``None``, and so is a cell
+    whose period lies in the future. Without replacement a user is counted
+    only in the first column in which they come back.
+
+    The whole table costs one pipelined round trip.
+
+    :param primary_event_name: the event that defines each row's users.
+    :param secondary_event_name: the event counted in the cells.
+    :param additional_events: ``[{"name": ..., "op": "and" | "or"}, ...]``
+        chained to the secondary event as in :func:`chain_events`.
+    :param time_group: days, weeks, months or years (or the singular).
+    :param num_rows: periods, from 1 to 1000.
+    :param num_cols: periods after each row's, from 1 to 1000.
+    :param system: a bitmapist system name; default the current app's.
+    :param with_replacement: count a user in every column they come back in.
+    :param now: the time in the last row's period; naive datetimes are UTC.
+    :returns: ``(cohort, dates, primary_totals)``: the table, each row's period
+        start (UTC), and each row's number of primary users.
+    :raises ValueError: for an invalid argument.
+    """
+    validate_event_name(primary_event_name)
+    validate_event_name(secondary_event_name)
+    chained = validate_chained_events(additional_events, "additional_events")
+    group = validate_time_group(time_group)
+    rows = _validate_count("num_rows", num_rows)
+    cols = _validate_count("num_cols", num_cols)
+    when = to_utc(now)
+    client = resolve_client(system)
+
+    plan = _QueryPlan(client, _temp_key_ttl())
+    row_offsets = range(1 - rows, 1)
+    primary_keys = [
+        plan.union(_period_keys(group, primary_event_name, when, offset))
+        for offset in row_offsets
+    ]
+    total_indexes = [plan.count(key) for key in primary_keys]
+    # Every cell whose period is not in the future falls on some row's period.
+    chain_keys = {
+        offset: _chain_key(plan, secondary_event_name, chained, group, when, offset)
+        for offset in row_offsets
+    }
+    remaining, cell = plan.new_key(), plan.new_key()
+    cell_indexes: list[list[int]] = []
+    for primary_key, row_offset in zip(primary_keys, row_offsets, strict=True):
+        source = primary_key
+        if not with_replacement:
+            plan.bitop("OR", remaining, primary_key)
+            source = remaining
+        indexes = []
+        for cell_offset in range(row_offset, min(row_offset + cols, 1)):
+            plan.bitop("AND", cell, source, chain_keys[cell_offset])
+            indexes.append(plan.count(cell))
+            if not with_replacement:
+                plan.bitop("XOR", remaining, remaining, cell)
+        cell_indexes.append(indexes)
+    results = plan.execute()
+
+    totals = [int(results[index]) for index in total_indexes]
+    cohort: Cohort = []
+    for total, indexes in zip(totals, cell_indexes, strict=True):
+        if total == 0:
+            cohort.append([None] * cols)
+            continue
+        counts: list[int | None] = [int(results[index]) for index in indexes]
+        cohort.append(counts + [None] * (cols - len(counts)))
+    dates = [_period_start(group, when, offset) for offset in row_offsets]
+    return cohort, dates, totals

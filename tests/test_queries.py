@@ -1,0 +1,404 @@
+"""get_event_data, chain_events and get_cohort on hand-built data in a real Redis."""
+
+from __future__ import annotations
+
+import copy
+import threading
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+import redis
+from flask import Flask
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from flask_bitmapist import (
+    DayEvents,
+    MonthEvents,
+    WeekEvents,
+    YearEvents,
+    chain_events,
+    get_cohort,
+    get_event_data,
+    mark_event,
+)
+
+UTC = timezone.utc
+NOW = datetime(2026, 3, 14, 12, tzinfo=UTC)
+
+
+def day(n: int) -> datetime:
+    return datetime(2026, 3, n, 9, tzinfo=UTC)
+
+
+def mark_all(event: str, when: datetime, users: list[int]) -> None:
+    for user in users:
+        mark_event(event, user, now=when)
+
+
+@pytest.fixture
+def days_data(app: Flask) -> Flask:
+    with app.app_context():
+        mark_all("signup", day(12), [1, 2, 3, 4])
+        mark_all("signup", day(13), [5, 6])
+        mark_all("signup", day(14), [7])
+        mark_all("active", day(12), [1, 2])
+        mark_all("active", day(13), [1, 3, 5])
+        mark_all("active", day(14), [1, 2, 5, 7])
+        mark_all("paid", day(13), [3])
+        mark_all("paid", day(14), [1])
+        mark_all("invited", day(12), [4])
+    return app
+
+
+def no_temporary_keys(client: redis.Redis) -> bool:
+    return client.keys("trackist_bitop_*") == []
+
+
+def test_cohort_by_days_without_replacement(
+    days_data: Flask, client: redis.Redis
+) -> None:
+    with days_data.app_context():
+        cohort, dates, totals = get_cohort(
+            "signup", "active", num_rows=4, num_cols=3, now=NOW
+        )
+    assert cohort == [[None, None, None], [2, 1, 0], [1, 0, None], [1, None, None]]
+    assert totals == [0, 4, 2, 1]
+    assert dates == [datetime(2026, 3, n, tzinfo=UTC) for n in (11, 12, 13, 14)]
+    assert no_temporary_keys(client)
+
+
+def test_cohort_by_days_with_replacement(days_data: Flask) -> None:
+    with days_data.app_context():
+        cohort, _, totals = get_cohort(
+            "signup", "active", num_rows=3, num_cols=3, now=NOW, with_replacement=True
+        )
+    assert cohort == [[2, 2, 2], [1, 1, None], [1, None, None]]
+    assert totals == [4, 2, 1]
+
+
+def test_cohort_with_an_and_chain(days_data: Flask) -> None:
+    with days_data.app_context():
+        cohort, _, _ = get_cohort(
+            "signup",
+            "active",
+            [{"name": "paid", "op": "and"}],
+            num_rows=3,
+            num_cols=3,
+            now=NOW,
+        )
+    assert cohort == [[0, 1, 1], [0, 0, None], [0, None, None]]
+
+
+def test_cohort_with_an_or_chain(days_data: Flask) -> None:
+    events = [{"name": "invited", "op": "or"}]
+    with days_data.app_context():
+        cohort, _, _ = get_cohort(
+            "signup", "active", events, num_rows=3, num_cols=3, now=NOW
+        )
+    assert cohort == [[3, 1, 0], [1, 0, None], [1, None, None]]
+    assert events == [{"name": "invited", "op": "or"}]
+
+
+def test_cohort_by_weeks_across_the_new_year(app: Flask, client: redis.Redis) -> None:
+    now = datetime(2026, 1, 2, tzinfo=UTC)  # ISO 2026-W01 starts on Monday 2025-12-29
+    with app.app_context():
+        mark_all("signup", datetime(2025, 12, 15, tzinfo=UTC), [1, 2])  # W51
+        mark_all("signup", datetime(2025, 12, 24, tzinfo=UTC), [3])  # W52
+        mark_all("active", datetime(2025, 12, 21, tzinfo=UTC), [1])  # W51
+        mark_all("active", datetime(2025, 12, 22, tzinfo=UTC), [1, 2, 3])  # W52
+        mark_all("active", datetime(2025, 12, 31, tzinfo=UTC), [2, 3])  # 2026-W01
+        cohort, dates, totals = get_cohort(
+            "signup", "active", time_group="week", num_rows=3, num_cols=3, now=now
+        )
+    assert totals == [2, 1, 0]
+    assert cohort == [[1, 1, 0], [1, 0, None], [None, None, None]]
+    assert dates == [
+        datetime(2025, 12, 15, tzinfo=UTC),
+        datetime(2025, 12, 22, tzinfo=UTC),
+        datetime(2025, 12, 29, tzinfo=UTC),
+    ]
+    assert no_temporary_keys(client)
+
+
+def test_cohort_by_months(app: Flask) -> None:
+    now = datetime(2026, 1, 31, tzinfo=UTC)
+    with app.app_context():
+        mark_all("signup", datetime(2025, 11, 30, tzinfo=UTC), [1, 2, 3])
+        mark_all("active", datetime(2025, 12, 1, tzinfo=UTC), [1, 2])
+        mark_all("active", datetime(2026, 1, 1, tzinfo=UTC), [1, 2, 3])
+        cohort, dates, totals = get_cohort(
+            "signup", "active", time_group="months", num_rows=3, num_cols=4, now=now
+        )
+        replaced, _, _ = get_cohort(
+            "signup", "active", time_group="month", num_rows=3, num_cols=4, now=now,
+            with_replacement=True,
+        )  # fmt: skip
+    assert totals == [3, 0, 0]
+    assert cohort == [[0, 2, 1, None], [None] * 4, [None] * 4]
+    assert replaced[0] == [0, 2, 3, None]
+    assert dates == [
+        datetime(2025, 11, 1, tzinfo=UTC),
+        datetime(2025, 12, 1, tzinfo=UTC),
+        datetime(2026, 1, 1, tzinfo=UTC),
+    ]
+
+
+def test_cohort_by_years_unions_the_months(app: Flask, client: redis.Redis) -> None:
+    now = datetime(2026, 6, 1, tzinfo=UTC)
+    with app.app_context():
+        mark_all("signup", datetime(2025, 2, 1, tzinfo=UTC), [1, 2])
+        mark_all("signup", datetime(2025, 11, 1, tzinfo=UTC), [3])
+        mark_all("signup", datetime(2026, 1, 1, tzinfo=UTC), [4])
+        mark_all("active", datetime(2025, 12, 1, tzinfo=UTC), [2])
+        mark_all("active", datetime(2026, 5, 1, tzinfo=UTC), [1, 2, 4])
+        cohort, dates, totals = get_cohort(
+            "signup", "active", time_group="years", num_rows=2, num_cols=2, now=now
+        )
+    assert totals == [3, 1]
+    assert cohort == [[1, 1], [1, None]]
+    assert dates == [datetime(2025, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC)]
+    assert no_temporary_keys(client)
+
+
+def test_get_event_data_for_each_time_group(
+    days_data: Flask, client: redis.Redis
+) -> None:
+    with days_data.app_context():
+        daily = get_event_data("signup", "days", now=day(12))
+        weekly = get_event_data("signup", "week", now=day(12))
+        monthly = get_event_data("signup", "months", now=day(12))
+        yearly = get_event_data("signup", "years", now=day(12))
+    assert isinstance(daily, DayEvents) and len(daily) == 4
+    assert isinstance(weekly, WeekEvents) and len(weekly) == 7
+    assert isinstance(monthly, MonthEvents) and list(monthly) == [1, 2, 3, 4, 5, 6, 7]
+    assert isinstance(yearly, YearEvents) and len(yearly) == 7
+    assert 0 < client.ttl(yearly.redis_key) <= 300
+
+
+def test_get_event_data_defaults_to_now(app: Flask) -> None:
+    with app.app_context():
+        mark_event("today", 3)
+        assert list(get_event_data("today")) == [3]
+
+
+def test_outside_an_app_queries_read_bitmapist_default(
+    default_system: redis.Redis,
+) -> None:
+    mark_event("signup", 1, now=day(12))
+    mark_event("active", 1, now=day(13))
+    assert len(get_event_data("signup", now=day(12))) == 1
+    cohort, _, _ = get_cohort("signup", "active", num_rows=2, num_cols=2, now=day(13))
+    assert cohort == [[0, 1], [None, None]]
+
+
+SETS = {
+    "A": [1, 2, 3, 4, 5, 6],
+    "B": [1, 2, 3, 7],
+    "C": [1, 8],
+    "D": [2, 9],
+    "E": [3, 4, 10],
+}
+
+
+@pytest.fixture
+def chain_data(app: Flask) -> Flask:
+    with app.app_context():
+        for event, users in SETS.items():
+            mark_all(event, day(14), users)
+    return app
+
+
+@pytest.mark.parametrize(
+    ("chain", "expected"),
+    [
+        ([], {1, 2, 3, 4, 5, 6}),
+        ([("B", "and"), ("C", "and"), ("D", "or")], {1, 2}),  # A & B & (C | D)
+        ([("B", "and"), ("C", "or"), ("E", "and")], {3}),  # A & (B | C) & E
+        ([("C", "or"), ("B", "and")], {1, 2, 3}),  # (A | C) & B
+        ([("B", "or"), ("C", "or")], {1, 2, 3, 4, 5, 6, 7, 8}),
+        ([("E", "and"), ("D", "or"), ("C", "or")], {1, 2, 3, 4}),  # A & (E | D | C)
+    ],
+)
+def test_or_binds_to_its_direct_predecessor(
+    chain_data: Flask,
+    client: redis.Redis,
+    chain: list[tuple[str, str]],
+    expected: set[int],
+) -> None:
+    events = [{"name": name, "op": op} for name, op in chain]
+    original = copy.deepcopy(events)
+    with chain_data.app_context():
+        result = chain_events("A", events, day(14), "days")
+        assert set(result) == expected
+        assert len(result) == len(expected)
+        assert 0 < client.ttl(result.redis_key) <= 300
+        result.delete()
+    assert events == original
+    assert no_temporary_keys(client)
+
+
+def original_chain(
+    sets: dict[str, set[int]], base: str, chain: list[dict[str, str]]
+) -> set[int]:
+    """The original flask-bitmapist chaining, on Python sets: ORs fold into their
+    predecessor from the back, then the rest are applied left to right."""
+    chain = copy.deepcopy(chain)
+    operands = [set(sets[item["name"]]) for item in chain]
+    for index in reversed([i for i, item in enumerate(chain) if item["op"] == "or"]):
+        if index > 0:
+            operands[index - 1] |= operands.pop(index)
+            chain.pop(index)
+    result = set(sets[base])
+    for item, operand in zip(chain, operands, strict=True):
+        result = result | operand if item["op"] == "or" else result & operand
+    return result
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    st.lists(
+        st.fixed_dictionaries(
+            {"name": st.sampled_from(list(SETS)), "op": st.sampled_from(["and", "or"])}
+        ),
+        max_size=4,
+    )
+)
+def test_chains_match_the_original_algorithm(
+    chain_data: Flask, chain: list[dict[str, str]]
+) -> None:
+    sets = {name: set(users) for name, users in SETS.items()}
+    with chain_data.app_context():
+        result = chain_events("A", chain, day(14), "days")
+        assert set(result) == original_chain(sets, "A", chain)
+        result.delete()
+
+
+def test_chain_over_a_year(app: Flask) -> None:
+    with app.app_context():
+        mark_all("A", datetime(2025, 1, 5, tzinfo=UTC), [1, 2])
+        mark_all("A", datetime(2025, 12, 5, tzinfo=UTC), [3])
+        mark_all("B", datetime(2025, 7, 5, tzinfo=UTC), [2, 3])
+        assert set(chain_events("A", [], datetime(2025, 3, 1), "years")) == {1, 2, 3}
+        assert set(
+            chain_events(
+                "A", [{"name": "B", "op": "and"}], datetime(2025, 3, 1), "year"
+            )
+        ) == {2, 3}
+
+
+def test_queries_cost_one_round_trip(days_data: Flask, round_trips: Any) -> None:
+    with days_data.app_context():
+        days_data.extensions["bitmapist"].redis.ping()
+        for rows, cols, group in [(3, 3, "days"), (30, 30, "days"), (12, 12, "years")]:
+            round_trips.count = 0
+            get_cohort(
+                "signup", "active", [{"name": "paid", "op": "or"}],
+                time_group=group, num_rows=rows, num_cols=cols, now=NOW,
+            )  # fmt: skip
+            assert round_trips.count == 1, (rows, cols, group)
+        round_trips.count = 0
+        chain_events("signup", [{"name": "paid", "op": "and"}], NOW, "days")
+        assert round_trips.count == 1
+
+
+def test_concurrent_cohorts_from_four_threads(days_data: Flask) -> None:
+    queries: list[dict[str, Any]] = [
+        {"time_group": "days", "with_replacement": False},
+        {"time_group": "days", "with_replacement": True},
+        {"time_group": "weeks", "additional_events": [{"name": "paid", "op": "or"}]},
+        {"time_group": "days", "additional_events": [{"name": "paid", "op": "and"}]},
+    ]
+    with days_data.app_context():
+        expected = [
+            get_cohort("signup", "active", num_rows=5, num_cols=5, now=NOW, **query)
+            for query in queries
+        ]
+    failures: list[str] = []
+
+    def run(index: int) -> None:
+        with days_data.app_context():
+            for _ in range(25):
+                got = get_cohort(
+                    "signup",
+                    "active",
+                    num_rows=5,
+                    num_cols=5,
+                    now=NOW,
+                    **queries[index],
+                )
+                if got != expected[index]:
+                    failures.append(f"query {index}: {got} != {expected[index]}")
+
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert len({str(result) for result in expected}) == 4
+
+
+def test_a_failing_query_leaves_no_temporary_key(
+    days_data: Flask, client: redis.Redis
+) -> None:
+    client.hset("trackist_paid_2026-3-12", "not", "a bitmap")
+    with days_data.app_context(), pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        get_cohort(
+            "signup",
+            "active",
+            [{"name": "paid", "op": "or"}],
+            num_rows=3,
+            num_cols=3,
+            now=NOW,
+        )
+    assert no_temporary_keys(client)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"time_group": "hours"}, "time_group must be one of days, weeks, months, years (or the singular), got 'hours'."),
+        ({"time_group": None}, "time_group must be one of days, weeks, months, years (or the singular), got None."),
+        ({"num_rows": 0}, "num_rows must be from 1 to 1000, got 0."),
+        ({"num_cols": 1001}, "num_cols must be from 1 to 1000, got 1001."),
+        ({"num_rows": True}, "num_rows must be an int, got True."),
+        ({"num_cols": "5"}, "num_cols must be an int, got '5'."),
+        ({"additional_events": "paid"}, "additional_events must be a list of {name, op} dicts, got 'paid'."),
+        ({"additional_events": [{"name": "paid"}]}, "additional_events[0] must be a dict with exactly the keys 'name' and 'op', got {'name': 'paid'}."),
+        ({"additional_events": [{"name": "paid", "op": "and", "x": 1}]}, "additional_events[0] must be a dict with exactly the keys 'name' and 'op'"),
+        ({"additional_events": [{"name": "paid", "op": "xor"}]}, "additional_events[0]['op'] must be 'and' or 'or', got 'xor'."),
+        ({"additional_events": [{"name": "", "op": "and"}]}, "Event name must not be empty."),
+        ({"primary_event_name": "a b"}, "Event name must not contain whitespace"),
+        ({"secondary_event_name": 5}, "Event name must be a str, got 5."),
+        ({"now": 1700000000}, "now must be a datetime, got 1700000000."),
+    ],
+)  # fmt: skip
+def test_bad_cohort_arguments(app: Flask, kwargs: dict[str, Any], message: str) -> None:
+    arguments: dict[str, Any] = {
+        "primary_event_name": "signup",
+        "secondary_event_name": "active",
+    }
+    arguments.update(kwargs)
+    with app.app_context(), pytest.raises(ValueError) as error:
+        get_cohort(**arguments)
+    assert str(error.value).startswith(message)
+
+
+def test_bad_chain_and_event_data_arguments(app: Flask) -> None:
+    with app.app_context():
+        with pytest.raises(
+            ValueError, match=r"events_to_chain\[0\]\['op'\] must be 'and' or 'or'"
+        ):
+            chain_events("a", [{"name": "b", "op": "nand"}], NOW, "days")
+        with pytest.raises(ValueError, match="time_group must be one of"):
+            chain_events("a", [], NOW, "fortnights")
+        with pytest.raises(ValueError, match="time_group must be one of"):
+            get_event_data("a", "hour")
+        with pytest.raises(ValueError, match="Event name must be a str"):
+            get_event_data(None)  # type: ignore[arg-type]
