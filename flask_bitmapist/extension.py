@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import bitmapist
 import redis
-from flask import Flask, current_app, has_app_context
+from flask import Flask, current_app
 
 from .config import Settings
 from .store import create_client, register_system
@@ -115,13 +115,15 @@ class FlaskBitmapist:
 
 def current_state() -> AppState | None:
     """The current app's state, or ``None`` outside an app with the extension."""
-    if not has_app_context():
+    # Every mark asks this, so it resolves the current_app proxy only once.
+    try:
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+    except RuntimeError:
         return None
-    extension = current_app.extensions.get(EXTENSION_NAME)
+    extension: FlaskBitmapist | None = app.extensions.get(EXTENSION_NAME)
     if extension is None:
         return None
-    state: AppState = extension.state()
-    return state
+    return extension.state(app)
 
 
 def resolve_client(system: str | redis.Redis | None) -> redis.Redis:

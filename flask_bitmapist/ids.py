@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 #: Ids are bit offsets, so an id near 2**32 makes Redis allocate 512 MiB for one key.
@@ -19,6 +20,13 @@ def validate_event_name(event_name: Any) -> str:
     """
     if not isinstance(event_name, str):
         raise ValueError(f"Event name must be a str, got {event_name!r}.")
+    return _validate_str_event_name(event_name)
+
+
+# Apps mark a handful of names over and over; checking each name once keeps
+# the per-mark cost off the request path. Only valid names are cached.
+@functools.lru_cache(maxsize=4096)
+def _validate_str_event_name(event_name: str) -> str:
     if not event_name:
         raise ValueError("Event name must not be empty.")
     if len(event_name) > MAX_EVENT_NAME_LENGTH:

@@ -17,9 +17,9 @@ import bitmapist
 import pytest
 import redis
 from flask import Flask
-from redis_server import RedisProcess
 
 from flask_bitmapist import FlaskBitmapist
+from flask_bitmapist.testing import RedisProcess
 
 
 def _with_db(url: str, db: int) -> str:

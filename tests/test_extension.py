@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 import redis
 from flask import Flask
-from redis_server import RedisProcess
 
 from flask_bitmapist import (
     ConfigError,
@@ -19,6 +18,7 @@ from flask_bitmapist import (
     mark_event,
 )
 from flask_bitmapist.extension import resolve_client
+from flask_bitmapist.testing import RedisProcess
 
 NOW = datetime(2026, 3, 14, 15, 9, tzinfo=timezone.utc)
 

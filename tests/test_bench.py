@@ -1,0 +1,31 @@
+"""The benchmark script runs end to end at tiny sizes (figures are not checked:
+these machines are shared and noisy; the README has the measured ones)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).parent.parent / "scripts" / "bench.py"
+
+
+def test_write_benchmark_prints_every_ratio(redis_url: str) -> None:
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--quick", "--redis-url", redis_url],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    ratios = re.findall(
+        r"^  (.+?)\s+\d+ \S+\s+ratio (\d+\.\d+) vs", result.stdout, re.MULTILINE
+    )
+    names = [name.strip() for name, _ in ratios]
+    assert names == [
+        "bare", "background", "sync",
+        "bare", "background", "sync",
+        "one pipeline", "3 x bitmapist.mark_event",
+    ]  # fmt: skip
+    assert all(float(ratio) > 0 for _, ratio in ratios)
