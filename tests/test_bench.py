@@ -26,6 +26,6 @@ def test_write_benchmark_prints_every_ratio(redis_url: str) -> None:
     assert names == [
         "bare", "background", "sync",
         "bare", "background", "sync",
-        "one pipeline", "3 x bitmapist.mark_event",
+        "one round trip", "3 x bitmapist.mark_event",
     ]  # fmt: skip
     assert all(float(ratio) > 0 for _, ratio in ratios)

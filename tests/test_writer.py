@@ -21,6 +21,7 @@ from flask import Flask
 
 from flask_bitmapist import DayEvents, flush, mark, mark_event
 from flask_bitmapist.testing import RedisProcess, free_port
+from flask_bitmapist.writer import Mark
 
 NOW = datetime(2026, 3, 14, 15, 9, tzinfo=timezone.utc)
 DAY_KEY = "trackist_played_2026-3-14"
@@ -129,7 +130,7 @@ def test_background_writer_takes_the_time_at_mark_time(make_app: Any) -> None:
     assert before <= queued.when <= after
 
 
-def test_background_writer_sends_a_full_batch_in_one_pipeline(
+def test_background_writer_sends_a_full_batch_in_one_round_trip(
     make_app: Any, client: redis.Redis, round_trips: Any
 ) -> None:
     app = make_app(write_mode="background", flush_interval=30, flush_at=200)
@@ -184,6 +185,50 @@ def test_flush_times_out_while_redis_is_down(make_app: Any) -> None:
     assert stats.pending == 1
     assert stats.retried >= 1
     assert "Connection refused" in (stats.last_error or "")
+
+
+def test_a_batch_that_cannot_be_written_is_dropped_and_the_writer_lives_on(
+    make_app: Any, client: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = make_app(write_mode="background", flush_interval=30)
+    writer = app.extensions["bitmapist"].state(app).writer
+    with caplog.at_level(logging.ERROR, logger="flask_bitmapist"):
+        writer.submit(Mark("played", 1, None, False, False))  # type: ignore[arg-type]
+        assert writer.flush(timeout=10) is False
+    with app.app_context():
+        mark_event("played", 3, now=NOW)
+        assert flush(timeout=10) is True
+        stats = app.extensions["bitmapist"].stats()
+    assert (stats.queued, stats.written, stats.dropped, stats.pending) == (2, 1, 1, 0)
+    assert "Dropped 1 marks that could not be written" in caplog.text
+    assert bits(client, DAY_KEY, range(5)) == [3]
+
+
+def test_a_batch_redis_refuses_is_dropped_not_retried_forever(
+    make_app: Any, client: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    client.lpush(DAY_KEY, "not a bitmap")
+    app = make_app(write_mode="background", flush_interval=30)
+    with app.app_context(), caplog.at_level(logging.ERROR, logger="flask_bitmapist"):
+        mark_event("played", 1, now=NOW)
+        assert flush(timeout=10) is False
+        mark_event("other", 2, now=NOW)
+        assert flush(timeout=10) is True
+        stats = app.extensions["bitmapist"].stats()
+    assert (stats.queued, stats.written, stats.dropped, stats.retried) == (2, 1, 1, 0)
+    assert "WRONGTYPE" in (stats.last_error or "")
+    assert "Redis refused a batch of 1 marks" in caplog.text
+    assert client.getbit("trackist_other_2026-3-14", 2) == 1
+
+
+def test_sync_writer_logs_a_refused_write(make_app: Any, client: redis.Redis) -> None:
+    client.lpush(DAY_KEY, "not a bitmap")
+    app = make_app()
+    with app.app_context():
+        mark_event("played", 1, now=NOW)
+        stats = app.extensions["bitmapist"].stats()
+    assert (stats.written, stats.dropped) == (0, 1)
+    assert "WRONGTYPE" in (stats.last_error or "")
 
 
 def test_overfilled_queue_drops_exactly_the_counted_marks(
