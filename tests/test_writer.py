@@ -174,17 +174,22 @@ def test_flush_outside_an_app_flushes_every_writer(
     assert redis.Redis.from_url(other_redis_url).getbit(DAY_KEY, 2) == 1
 
 
-def test_flush_times_out_while_redis_is_down(make_app: Any) -> None:
-    app = make_app(
-        write_mode="background", redis_url=f"redis://127.0.0.1:{free_port()}"
-    )
+def test_flush_times_out_while_redis_is_down_and_succeeds_after(
+    make_app: Any, private_redis: RedisProcess
+) -> None:
+    app = make_app(write_mode="background", redis_url=private_redis.url)
+    private_redis.kill()
     with app.app_context():
         mark_event("played", 1, now=NOW)
         assert flush(timeout=0.3) is False
-        stats = app.extensions["bitmapist"].stats()
-    assert stats.pending == 1
-    assert stats.retried >= 1
-    assert "Connection refused" in (stats.last_error or "")
+        down = app.extensions["bitmapist"].stats()
+        private_redis.start()
+        assert flush(timeout=30) is True
+        up = app.extensions["bitmapist"].stats()
+    assert (down.pending, up.pending, up.written) == (1, 0, 1)
+    assert down.retried >= 1
+    assert "Connection refused" in (down.last_error or "")
+    assert redis.Redis(port=private_redis.port).getbit(DAY_KEY, 1) == 1
 
 
 def test_a_batch_that_cannot_be_written_is_dropped_and_the_writer_lives_on(
