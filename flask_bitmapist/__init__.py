@@ -29,6 +29,7 @@ from .queries import (
     get_event_data,
     validate_time_group,
 )
+from .rules import RulesError
 from .writer import WriterStats
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "FlaskBitmapist",
     "HourEvents",
     "MonthEvents",
+    "RulesError",
     "Settings",
     "TemporaryBitmap",
     "UniqueEvents",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Literal
 
 WriteMode = Literal["sync", "background"]
@@ -33,6 +35,10 @@ class Settings:
     raise_errors: bool = False
     socket_timeout: float = 0.25
     temp_key_ttl: int = 300
+    rules: tuple[str, ...] = ()
+    id_sources: Mapping[str, Callable[[], Any]] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
 
     @classmethod
     def from_mapping(cls, config: Mapping[str, Any], *, testing: bool) -> Settings:
@@ -79,6 +85,8 @@ class Settings:
             temp_key_ttl=_positive_int(
                 "temp_key_ttl", read("temp_key_ttl", defaults.temp_key_ttl)
             ),
+            rules=_paths("rules", read("rules", None)),
+            id_sources=_id_sources("id_sources", read("id_sources", {})),
         )
 
 
@@ -108,3 +116,27 @@ def _positive_number(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
         raise ConfigError(f"{_key(name)} must be a positive number, got {value!r}.")
     return float(value)
+
+
+def _paths(name: str, value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str | os.PathLike):
+        return (os.fspath(value),)
+    if isinstance(value, list | tuple) and all(
+        isinstance(item, str | os.PathLike) for item in value
+    ):
+        return tuple(os.fspath(item) for item in value)
+    raise ConfigError(f"{_key(name)} must be a path or a list of paths, got {value!r}.")
+
+
+def _id_sources(name: str, value: Any) -> Mapping[str, Callable[[], Any]]:
+    if not isinstance(value, Mapping) or not all(
+        isinstance(key, str) and key.isidentifier() and callable(source)
+        for key, source in value.items()
+    ):
+        raise ConfigError(
+            f"{_key(name)} must map identifiers to zero-argument callables, "
+            f"got {value!r}."
+        )
+    return MappingProxyType(dict(value))

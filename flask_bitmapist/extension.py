@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import bitmapist
 import redis
 from flask import Flask, current_app
 
+from .cli import bitmapist_cli
 from .config import Settings
+from .idsources import IdSource
+from .middleware import install_rule_hooks
+from .rules import RuleSet, load_rules
 from .store import create_client, register_system
 from .writer import Writer, WriterStats, create_writer
+
+SourceT = TypeVar("SourceT", bound=IdSource)
 
 EXTENSION_NAME = "bitmapist"
 
@@ -23,6 +31,7 @@ class AppState:
     settings: Settings
     client: redis.Redis
     writer: Writer
+    ruleset: RuleSet
 
 
 class FlaskBitmapist:
@@ -46,6 +55,7 @@ class FlaskBitmapist:
         self._states: weakref.WeakKeyDictionary[Flask, AppState] = (
             weakref.WeakKeyDictionary()
         )
+        self._id_sources: dict[str, IdSource] = {}
         if app is not None:
             self.init_app(app)
 
@@ -53,11 +63,15 @@ class FlaskBitmapist:
         """Read the app's ``BITMAPIST_*`` config and register the extension.
 
         The app's connection is registered as bitmapist system
-        ``BITMAPIST_REDIS_SYSTEM``, so bitmapist's own classes read the same data.
+        ``BITMAPIST_REDIS_SYSTEM``, so bitmapist's own classes read the same
+        data. The rules files of ``BITMAPIST_RULES`` are loaded and their
+        request hooks installed, and ``flask bitmapist`` joins the app's CLI.
 
         :raises RuntimeError: when the app already has the extension.
         :raises flask_bitmapist.ConfigError: for a config value of the wrong
             type or range.
+        :raises flask_bitmapist.RulesError: for a rules file that cannot be
+            used, naming the file, the line and the reason.
         """
         if EXTENSION_NAME in app.extensions:
             raise RuntimeError(
@@ -71,10 +85,44 @@ class FlaskBitmapist:
             socket_timeout=settings.socket_timeout,
         )
         register_system(settings.redis_system, client)
+        writer = create_writer(client, settings)
+        ruleset = RuleSet(
+            load_rules(
+                settings.rules,
+                app.root_path,
+                {**self._id_sources, **settings.id_sources},
+            )
+        )
+        if ruleset.rules:
+            install_rule_hooks(app, settings, writer, ruleset)
         self._states[app] = AppState(
-            settings=settings, client=client, writer=create_writer(client, settings)
+            settings=settings, client=client, writer=writer, ruleset=ruleset
         )
         app.extensions[EXTENSION_NAME] = self
+        app.cli.add_command(bitmapist_cli)
+
+    def id_source(self, name: str) -> Callable[[SourceT], SourceT]:
+        """Register a named id source for YAML rules (``user: NAME``) and
+        model actors. Register it before ``init_app``, which loads the rules;
+        with ``FlaskBitmapist(app)``, use ``BITMAPIST_ID_SOURCES`` instead.
+
+        ::
+
+            @bitmapist.id_source("account_owner")
+            def account_owner():
+                return g.account.owner_id
+
+        :param name: an identifier, as rules files name it.
+        :raises ValueError: when ``name`` is not an identifier.
+        """
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ValueError(f"An id source name must be an identifier, got {name!r}.")
+
+        def register(source: SourceT) -> SourceT:
+            self._id_sources[name] = source
+            return source
+
+        return register
 
     def state(self, app: Flask | None = None) -> AppState:
         """The settings, client and writer of ``app`` (default: the current app).

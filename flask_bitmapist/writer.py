@@ -79,6 +79,8 @@ class Writer(Protocol):
 
     def submit(self, mark: Mark) -> None: ...
 
+    def submit_many(self, marks: list[Mark]) -> None: ...
+
     def flush(self, timeout: float | None = None) -> bool: ...
 
     def stats(self) -> WriterStats: ...
@@ -174,15 +176,20 @@ class SyncWriter:
         self._stats = WriterStats(mode="sync")
 
     def submit(self, mark: Mark) -> None:
+        self.submit_many([mark])
+
+    def submit_many(self, marks: list[Mark]) -> None:
+        """Write ``marks`` in one round trip."""
         try:
-            write_marks(self._client, (mark,))
+            write_marks(self._client, marks)
         except redis.RedisError as error:
-            logger.error("Could not write mark %r: %s", mark.event_name, error)
-            self._count(queued=1, dropped=1, error=error)
+            names = ", ".join(sorted({repr(mark.event_name) for mark in marks}))
+            logger.error("Could not write mark %s: %s", names, error)
+            self._count(queued=len(marks), dropped=len(marks), error=error)
             if self._raise_errors:
                 raise
         else:
-            self._count(queued=1, written=1)
+            self._count(queued=len(marks), written=len(marks))
 
     def flush(self, timeout: float | None = None) -> bool:
         """Nothing waits in a sync writer: always ``True``."""
@@ -263,6 +270,11 @@ class BackgroundWriter:
                 self._start_thread()
             elif len(self._queue) == self._flush_at:
                 self._cond.notify_all()
+
+    def submit_many(self, marks: list[Mark]) -> None:
+        """Queue each of ``marks``, dropping those that find the queue full."""
+        for mark in marks:
+            self.submit(mark)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Block until every mark accepted so far is written.
