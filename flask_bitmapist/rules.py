@@ -20,7 +20,8 @@ from __future__ import annotations
 import fnmatch
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+import reprlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -246,54 +247,68 @@ def _load_yaml(text: str, filename: str) -> tuple[Any, yaml.Node | None]:
 
 
 def first_schema_error(document: Any, root: yaml.Node | None) -> tuple[int, str] | None:
-    """The first error of ``document`` against the schema, by line, as
-    ``(line, reason)``; ``None`` when it is valid.
+    """The first error of ``document`` against the schema, as ``(line, reason)``;
+    ``None`` when it is valid.
+
+    Errors are taken in the order of the file. A key missing from a mapping
+    counts at the end of that mapping, so an unknown key inside it (``rulez``
+    for ``rules``) is reported first.
 
     :param root: the composed YAML node of the document, for line numbers.
     """
     import jsonschema
 
     validator = jsonschema.Draft202012Validator(rules_schema())
-    described = [_describe(error) for error in validator.iter_errors(document)]
-    if not described:
+    found = []
+    for error in validator.iter_errors(document):
+        path, reason, whole_mapping = _describe(error)
+        node = _node_at(
+            root, path, key=error.validator in ("additionalProperties", "not")
+        )
+        line = node.start_mark.line + 1 if node else 1
+        order = node.end_mark.line + 1 if node and whole_mapping else line
+        found.append((order, line, reason))
+    if not found:
         return None
-    located = [(_line_of(root, path), reason) for path, reason in described]
-    return min(located, key=lambda item: item[0])
+    _, line, reason = min(found, key=lambda item: item[0])
+    return line, reason
 
 
-def _describe(error: Any) -> tuple[list[Any], str]:
-    """The instance path an error is about, and its reason in words."""
-    import jsonschema
-
+def _describe(error: Any) -> tuple[list[Any], str, bool]:
+    """The instance path an error is about (ending in a key when it is about a
+    key), its reason in words, and whether it is about a whole mapping
+    (something missing) rather than one value."""
     path = list(error.absolute_path)
     where = _where(path)
     if error.validator in ("anyOf", "oneOf") and error.context:
-        deeper = jsonschema.exceptions.best_match(error.context)
-        if deeper is not None and len(deeper.absolute_path) > len(path):
-            return _describe(deeper)
+        deepest = max(error.context, key=lambda inner: len(inner.absolute_path))
+        if len(deepest.absolute_path) > len(path):
+            return _describe(deepest)
     message = (
         error.schema.get("errorMessage") if isinstance(error.schema, dict) else None
     )
+    if message and error.validator == "not":
+        forbidden = error.validator_value["required"][0]
+        return [*path, forbidden], f"{where} {message}", False
     if message:
-        return path, f"{where} {message}"
+        return path, f"{where} {message}", error.validator == "anyOf"
     if error.validator == "additionalProperties":
         allowed = set(error.schema.get("properties", {}))
         unknown = sorted(str(key) for key in error.instance if key not in allowed)[0]
-        return [*path, unknown], f"{where} has an unknown key {unknown!r}"
+        return [*path, unknown], f"{where} has an unknown key {unknown!r}", False
     if error.validator == "required":
         missing = next(
             key for key in error.validator_value if key not in error.instance
         )
-        return path, f"{where} is missing {missing!r}"
+        return path, f"{where} is missing {missing!r}", True
     if error.validator == "type":
+        kind = _TYPE_WORDS.get(error.validator_value, "valid")
         return (
             path,
-            f"{where} must be {_TYPE_WORDS.get(error.validator_value, 'valid')}, "
-            f"got {error.instance!r}",
+            f"{where} must be {kind}, got {reprlib.repr(error.instance)}",
+            False,
         )
-    if error.validator == "minItems":
-        return path, f"{where} must not be empty"
-    return path, f"{where}: {error.message}"
+    return path, f"{where}: {error.message}", False
 
 
 def _where(path: Sequence[Any]) -> str:
@@ -307,30 +322,36 @@ def _where(path: Sequence[Any]) -> str:
     return text or "the file"
 
 
-def _line_of(root: yaml.Node | None, path: Iterable[Any]) -> int:
-    """The 1-based line of the node at ``path`` (for a missing key, its mapping)."""
+def _node_at(
+    root: yaml.Node | None, path: Sequence[Any], key: bool = False
+) -> yaml.Node | None:
+    """The YAML node at ``path``, or its nearest ancestor that exists; with
+    ``key``, the key node of the last part rather than its value."""
     node = root
-    for part in path:
+    for depth, part in enumerate(path, 1):
         if isinstance(node, yaml.MappingNode):
-            value = next(
+            child = next(
                 (
-                    (key, child)
-                    for key, child in node.value
-                    if isinstance(key, yaml.ScalarNode) and key.value == str(part)
+                    key_node if key and depth == len(path) else value
+                    for key_node, value in node.value
+                    if isinstance(key_node, yaml.ScalarNode)
+                    and key_node.value == str(part)
                 ),
                 None,
             )
-            if value is None:
-                break
-            node = value[1]
-        elif (
-            isinstance(node, yaml.SequenceNode)
-            and isinstance(part, int)
-            and part < len(node.value)
-        ):
-            node = node.value[part]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            child = node.value[part] if part < len(node.value) else None
         else:
+            child = None
+        if child is None:
             break
+        node = child
+    return node
+
+
+def _line_of(root: yaml.Node | None, path: Sequence[Any]) -> int:
+    """The 1-based line of the node at ``path`` (or of its nearest ancestor)."""
+    node = _node_at(root, path)
     return node.start_mark.line + 1 if node is not None else 1
 
 

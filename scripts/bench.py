@@ -4,13 +4,16 @@ Every figure is a ratio of two things measured in the same run on the same
 machine, interleaved round by round, so the machine's noise hits both sides:
 
 (a) requests/s of an app whose view is decorated with ``@mark`` (background
-    writer) against the same app without the extension;
+    writer), or marked by one YAML rule, against the same app without the
+    extension;
 (b) the same with the sync writer;
+(d) requests/s of an app with 50 YAML rules that none of its requests match,
+    against the same app without the extension;
 (c) writing the 3 marks of a request that marks 3 events: flask-bitmapist's
     writer (one round trip) against 3 calls of ``bitmapist.mark_event`` (one
     pipeline each).
 
-(a) and (b) run through the Flask test client and through a real WSGI server
+(a), (b) and (d) run through the Flask test client and through a real WSGI server
 (werkzeug, HTTP/1.1 keep-alive) in a subprocess on 127.0.0.1.
 
     python scripts/bench.py                  # full run, a few minutes
@@ -43,27 +46,49 @@ from flask_bitmapist import FlaskBitmapist, flush, mark
 from flask_bitmapist.testing import RedisProcess, free_port
 from flask_bitmapist.writer import Mark, write_marks
 
-VARIANTS = ("bare", "background", "sync")
+VARIANTS = ("bare", "background", "sync", "rule", "50 unmatched rules")
+ONE_RULE = """
+rules:
+  - event: "song:played"
+    endpoint: play
+    user: view_arg:user_id
+"""
 
 
-def create_app(variant: str, redis_url: str) -> Flask:
-    """The benchmarked app: one view, marked by ``@mark`` unless ``bare``."""
-    app = Flask(f"bench_{variant}")
-    if variant == "bare":
+def write_rules_files(folder: Path) -> None:
+    """The rules of the ``rule`` and ``50 unmatched rules`` variants."""
+    (folder / "rule.yaml").write_text(ONE_RULE)
+    unmatched = ["rules:"]
+    for number in range(50):
+        unmatched += [
+            f'  - event: "never:{number}"',
+            f"    endpoint: admin.page{number}",
+        ]
+    (folder / "unmatched.yaml").write_text("\n".join(unmatched) + "\n")
 
-        @app.get("/play/<int:user_id>")
-        def bare_play(user_id: int) -> str:
-            return "ok"
 
-        return app
-    app.config.update(BITMAPIST_REDIS_URL=redis_url, BITMAPIST_WRITE_MODE=variant)
-    FlaskBitmapist(app)
+def create_app(variant: str, redis_url: str, rules_folder: Path) -> Flask:
+    """The benchmarked app: one view, marked by ``@mark`` (``background`` and
+    ``sync``), by a YAML rule (``rule``), or not at all."""
+    app = Flask(f"bench_{variant.replace(' ', '_')}")
+    marked = variant in ("background", "sync")
 
-    @app.get("/play/<int:user_id>")
-    @mark("song:played", lambda: _view_arg("user_id"))
     def play(user_id: int) -> str:
         return "ok"
 
+    view = mark("song:played", lambda: _view_arg("user_id"))(play) if marked else play
+    app.add_url_rule("/play/<int:user_id>", "play", view)
+    if variant == "bare":
+        return app
+    app.config.update(
+        BITMAPIST_REDIS_URL=redis_url,
+        BITMAPIST_WRITE_MODE="sync" if variant == "sync" else "background",
+    )
+    if variant == "rule":
+        app.config["BITMAPIST_RULES"] = str(rules_folder / "rule.yaml")
+    elif variant == "50 unmatched rules":
+        app.config["BITMAPIST_RULES"] = str(rules_folder / "unmatched.yaml")
+    FlaskBitmapist(app)
     return app
 
 
@@ -71,13 +96,15 @@ def _view_arg(name: str) -> object:
     return (request.view_args or {})[name]
 
 
-def serve(variant: str, port: int, redis_url: str) -> None:
+def serve(variant: str, port: int, redis_url: str, rules_folder: Path) -> None:
     """Serve one variant with werkzeug's single-threaded server (subprocess)."""
     from werkzeug.serving import WSGIRequestHandler, make_server
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    logging.getLogger("flask_bitmapist").setLevel(logging.ERROR)
     WSGIRequestHandler.protocol_version = "HTTP/1.1"
-    make_server("127.0.0.1", port, create_app(variant, redis_url)).serve_forever()
+    app = create_app(variant, redis_url, rules_folder)
+    make_server("127.0.0.1", port, app).serve_forever()
 
 
 def rotated(names: tuple[str, ...], round_number: int) -> tuple[str, ...]:
@@ -96,9 +123,11 @@ def timed(requests: int, send: Callable[[int], None]) -> float:
 
 
 def test_client_rates(
-    redis_url: str, requests: int, rounds: int
+    redis_url: str, rules_folder: Path, requests: int, rounds: int
 ) -> dict[str, list[float]]:
-    apps = {variant: create_app(variant, redis_url) for variant in VARIANTS}
+    apps = {
+        variant: create_app(variant, redis_url, rules_folder) for variant in VARIANTS
+    }
     clients = {variant: app.test_client() for variant, app in apps.items()}
     rates: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
     for round_number in range(rounds):
@@ -113,7 +142,9 @@ def test_client_rates(
     return rates
 
 
-def server_rates(redis_url: str, requests: int, rounds: int) -> dict[str, list[float]]:
+def server_rates(
+    redis_url: str, rules_folder: Path, requests: int, rounds: int
+) -> dict[str, list[float]]:
     ports = {variant: free_port() for variant in VARIANTS}
     servers = [
         subprocess.Popen(
@@ -126,6 +157,8 @@ def server_rates(redis_url: str, requests: int, rounds: int) -> dict[str, list[f
                 str(port),
                 "--redis-url",
                 redis_url,
+                "--rules-folder",
+                str(rules_folder),
             ],
         )
         for variant, port in ports.items()
@@ -214,12 +247,15 @@ def main() -> None:
     )
     parser.add_argument("--serve", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--rules-folder", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve, args.port, args.redis_url)
+        serve(args.serve, args.port, args.redis_url, args.rules_folder)
         return
     if args.quick:
         args.requests, args.rounds = 50, 2
+    # The unmatched rules are meant to match nothing: no warning about them.
+    logging.getLogger("flask_bitmapist").setLevel(logging.ERROR)
 
     private = None
     if args.redis_url is None:
@@ -227,18 +263,20 @@ def main() -> None:
         private.start()
         args.redis_url = f"{private.url}/15"
     redis.Redis.from_url(args.redis_url).flushdb()
+    rules_folder = Path(tempfile.mkdtemp())
+    write_rules_files(rules_folder)
     try:
         print(f"Python {sys.version.split()[0]}, {os.cpu_count()} cores, "
               f"{args.rounds} rounds x {args.requests} requests, medians")  # fmt: skip
         report(
             "(a, b) Flask test client",
-            test_client_rates(args.redis_url, args.requests, args.rounds),
+            test_client_rates(args.redis_url, rules_folder, args.requests, args.rounds),
             "bare",
             "req/s",
         )
         report(
-            "(a, b) werkzeug server on 127.0.0.1, keep-alive",
-            server_rates(args.redis_url, args.requests, args.rounds),
+            "(a, b, d) werkzeug server on 127.0.0.1, keep-alive",
+            server_rates(args.redis_url, rules_folder, args.requests, args.rounds),
             "bare",
             "req/s",
         )

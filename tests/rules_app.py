@@ -1,0 +1,108 @@
+"""A realistic app for the rules tests: blueprints, URL converters, a JSON API,
+Flask-Login, a view that raises."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Flask, abort, g, jsonify, request
+from flask_login import LoginManager, UserMixin, login_user
+
+from flask_bitmapist import FlaskBitmapist
+
+
+class User(UserMixin):
+    def __init__(self, user_id: str) -> None:
+        self.id = user_id
+
+
+def create_app(redis_url: str, instance_path: str, rules: Any, **config: Any) -> Flask:
+    app = Flask(__name__, instance_path=instance_path)
+    app.config.update(
+        TESTING=True,
+        SECRET_KEY="test",
+        BITMAPIST_REDIS_URL=redis_url,
+        BITMAPIST_RULES=rules,
+        BITMAPIST_ID_SOURCES={"account_owner": lambda: g.get("team_owner")},
+    )
+    app.config.update(config)
+    login = LoginManager(app)
+    login.user_loader(User)
+
+    @login.request_loader
+    def from_header(request: Any) -> User | None:
+        user_id = request.headers.get("X-Login")
+        return User(user_id) if user_id else None
+
+    @app.route("/")
+    def index() -> str:
+        return "home"
+
+    @app.post("/login/<user_id>")
+    def login_view(user_id: str) -> str:
+        login_user(User(user_id))
+        return "in"
+
+    projects = Blueprint("projects", __name__, url_prefix="/projects")
+
+    @projects.post("/")
+    def create() -> Any:
+        body = request.get_json(silent=True) or {}
+        if body.get("explode"):
+            raise RuntimeError("the view failed")
+        if not body.get("name"):
+            return jsonify(error="name is required"), 400
+        return jsonify(id=1, name=body["name"]), 201
+
+    @projects.route("/<int:owner_id>/<slug>", methods=["GET", "DELETE"])
+    def show(owner_id: int, slug: str) -> Any:
+        if slug == "missing":
+            abort(404)
+        return jsonify(owner=owner_id, slug=slug)
+
+    shop = Blueprint("shop", __name__, url_prefix="/shop")
+
+    @shop.post("/checkout")
+    def checkout() -> Any:
+        if request.args.get("declined"):
+            return jsonify(error="card declined"), 402
+        return jsonify(paid=True)
+
+    @shop.get("/cart")
+    def cart() -> str:
+        return "cart"
+
+    api = Blueprint("api", __name__, url_prefix="/api")
+
+    @api.route("/items/<int:item_id>", methods=["GET", "PUT", "DELETE"])
+    def item(item_id: int) -> Any:
+        return jsonify(id=item_id, method=request.method)
+
+    @api.get("/search")
+    def search() -> Any:
+        return jsonify(results=[])
+
+    teams = Blueprint("teams", __name__, url_prefix="/teams")
+
+    @teams.before_request
+    def load_team() -> None:
+        g.team_owner = request.args.get("owner")
+
+    @teams.get("/<int:team_id>", endpoint="show")
+    def show_team(team_id: int) -> str:
+        return f"team {team_id}"
+
+    reports = Blueprint("reports", __name__, url_prefix="/reports")
+
+    @reports.before_request
+    def load_reader() -> None:
+        g.reader_id = request.args.get("reader")
+
+    @reports.get("/<name>")
+    def read(name: str) -> str:
+        return f"report {name}"
+
+    for blueprint in (projects, shop, api, teams, reports):
+        app.register_blueprint(blueprint)
+    FlaskBitmapist(app)
+    return app
