@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timezone
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, g, request, request_finished
 
 from .config import Settings
 from .ids import to_user_id
@@ -15,10 +15,11 @@ from .writer import Mark, Writer
 
 logger = logging.getLogger("flask_bitmapist")
 
-# Per-request state lives on flask.g under these names, and only for requests
-# that some rule may mark.
-_PENDING_AFTER = "_bitmapist_after_rules"
-_MARKED_EVENTS = "_bitmapist_marked_events"
+# The after rules a request may fire, with the events its before rules marked,
+# wait on flask.g under this name; only requests that some rule may mark
+# store anything.
+_PENDING = "_bitmapist_pending_rules"
+_NOTHING: frozenset[str] = frozenset()
 
 
 def install_rule_hooks(
@@ -26,10 +27,14 @@ def install_rule_hooks(
 ) -> None:
     """Register the before, after and teardown hooks that apply ``ruleset``."""
 
-    def apply(rules: tuple[Rule, ...], status: int | None) -> None:
-        method, path = request.method, request.path
-        marked: set[str] = g.setdefault(_MARKED_EVENTS, set())
-        now = datetime.now(timezone.utc)
+    def apply(
+        rules: tuple[Rule, ...], status: int | None, already: frozenset[str]
+    ) -> frozenset[str]:
+        """Mark what ``rules`` match, skipping events in ``already``; return
+        the events marked by this request so far."""
+        current = request._get_current_object()  # type: ignore[attr-defined]
+        method, path = current.method, current.path
+        marked = set(already)
         marks = []
         for rule in rules:
             if rule.event in marked or not rule.matches_request(method, path):
@@ -44,31 +49,32 @@ def install_rule_hooks(
             if user_id is None:
                 continue
             marked.add(rule.event)
+            hourly, unique = rule.track_hourly, rule.track_unique
             marks.append(
                 Mark(
                     rule.event,
                     user_id,
-                    now,
-                    settings.track_hourly
-                    if rule.track_hourly is None
-                    else rule.track_hourly,
-                    settings.track_unique
-                    if rule.track_unique is None
-                    else rule.track_unique,
+                    datetime.now(timezone.utc),
+                    settings.track_hourly if hourly is None else hourly,
+                    settings.track_unique if unique is None else unique,
                 )
             )
         if marks:
             writer.submit_many(marks)
+        return frozenset(marked)
 
-    def guarded(rules: tuple[Rule, ...], status: int | None) -> None:
+    def guarded(
+        rules: tuple[Rule, ...], status: int | None, already: frozenset[str]
+    ) -> frozenset[str]:
         try:
-            apply(rules, status)
+            return apply(rules, status, already)
         except Exception:
             if settings.raise_errors:
                 raise
             logger.exception(
                 "YAML rules failed to mark %s %s", request.method, request.path
             )
+            return already
 
     @app.before_request
     def bitmapist_rules_before() -> None:
@@ -81,22 +87,25 @@ def install_rule_hooks(
                     rule.origin,
                 )
         before, after = ruleset.for_endpoint(request.endpoint)
+        marked = guarded(before, None, _NOTHING) if before else _NOTHING
         if after:
-            setattr(g, _PENDING_AFTER, after)
-        if before:
-            guarded(before, None)
+            setattr(g, _PENDING, (after, marked))
 
-    @app.after_request
-    def bitmapist_rules_after(response: Response) -> Response:
-        after = g.pop(_PENDING_AFTER, None)
-        if after:
-            guarded(after, response.status_code)
-        return response
+    # request_finished comes after every after_request function, whenever it
+    # was registered, so after rules see the status that is really sent.
+    def bitmapist_rules_after(
+        sender: Flask, response: Response, **extra: object
+    ) -> None:
+        pending = g.pop(_PENDING, None)
+        if pending:
+            guarded(pending[0], response.status_code, pending[1])
+
+    request_finished.connect(bitmapist_rules_after, app, weak=False)
 
     @app.teardown_request
     def bitmapist_rules_teardown(error: BaseException | None) -> None:
-        # after_request does not run when an exception propagates (testing
-        # mode, PROPAGATE_EXCEPTIONS): the request still ended in a 500.
-        after = g.pop(_PENDING_AFTER, None)
-        if after:
-            guarded(after, 500)
+        # Nothing is finished when an exception propagates (testing mode,
+        # PROPAGATE_EXCEPTIONS): the request still ended in a 500.
+        pending = g.pop(_PENDING, None)
+        if pending:
+            guarded(pending[0], 500, pending[1])

@@ -104,5 +104,15 @@ def create_app(redis_url: str, instance_path: str, rules: Any, **config: Any) ->
 
     for blueprint in (projects, shop, api, teams, reports):
         app.register_blueprint(blueprint)
+
+    # Registered before the extension, so it runs after any after_request
+    # function the extension could register.
+    @app.after_request
+    def force_status(response: Any) -> Any:
+        forced = request.headers.get("X-Force-Status")
+        if forced:
+            response.status_code = int(forced)
+        return response
+
     FlaskBitmapist(app)
     return app

@@ -72,6 +72,16 @@ def test_status_filters_on_a_json_api(
     assert marked("project:touched") == {5, 6}
 
 
+def test_after_rules_see_the_status_every_hook_agreed_on(
+    web: FlaskClient, marked: Any
+) -> None:
+    headers = {**LOGIN, "X-Force-Status": "403"}
+    assert (
+        web.post("/projects/", json={"name": "x"}, headers=headers).status_code == 403
+    )
+    assert (marked("project:created"), marked("project:rejected")) == (set(), {5})
+
+
 def test_a_view_that_raises_counts_as_500(make_app_with: Any, marked: Any) -> None:
     app = make_app_with(PROPAGATE_EXCEPTIONS=False)
     response = app.test_client().post(
