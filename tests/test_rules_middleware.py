@@ -14,7 +14,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from rules_app import create_app
 
-from flask_bitmapist import DayEvents, HourEvents
+from flask_bitmapist import DayEvents, HourEvents, UniqueEvents
 from flask_bitmapist.testing import free_port
 
 HERE = Path(__file__).parent
@@ -133,6 +133,8 @@ def test_before_rules_mark_whatever_the_outcome(
     assert (marked("checkout:started"), marked("checkout:paid")) == ({5, 7}, {7})
     assert set(HourEvents.from_date("checkout:started", system=client)) == {5, 7}  # type: ignore[arg-type]
     assert client.exists(HourEvents.from_date("checkout:paid").redis_key) == 0
+    assert set(UniqueEvents("checkout:paid", system=client)) == {7}  # type: ignore[arg-type]
+    assert client.exists(UniqueEvents("checkout:started").redis_key) == 0
 
 
 def test_path_glob_with_a_header_id(web: FlaskClient, marked: Any) -> None:
@@ -178,6 +180,37 @@ def test_query_named_g_and_view_arg_sources(
     if missing != url:
         web.get(missing)
         assert marked(event) == {user}
+
+
+@pytest.mark.parametrize(
+    ("url", "event"),
+    [
+        ("/api/search?uid=-1", "api:searched"),
+        ("/api/search?uid=4294967296", "api:searched"),
+        ("/teams/3?owner=abc", "team:viewed"),
+        ("/reports/q3?reader=1.5", "report:read"),
+    ],
+)
+def test_bad_values_from_each_source_are_logged_and_mark_nothing(
+    web: FlaskClient,
+    client: redis.Redis,
+    caplog: pytest.LogCaptureFixture,
+    url: str,
+    event: str,
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="flask_bitmapist"):
+        assert web.get(url).status_code == 200
+    assert f"User id for event {event!r} must be" in caplog.text
+    assert client.keys(f"trackist_{event}_*") == []
+
+
+def test_a_bad_session_value_marks_nothing(
+    web: FlaskClient, client: redis.Redis
+) -> None:
+    with web.session_transaction() as session:
+        session["cart_owner"] = "eleven"
+    assert web.get("/shop/cart").text == "cart"
+    assert client.keys("trackist_cart:viewed_*") == []
 
 
 def test_session_source(web: FlaskClient, marked: Any) -> None:
