@@ -92,7 +92,9 @@ def install_rule_hooks(
             setattr(g, _PENDING, (after, marked))
 
     # request_finished comes after every after_request function, whenever it
-    # was registered, so after rules see the status that is really sent.
+    # was registered, so after rules see the status that is really sent. The
+    # receiver holds no reference to the app, and blinker drops it when the
+    # app (its sender) is collected, so a strong connection leaks nothing.
     def bitmapist_rules_after(
         sender: Flask, response: Response, **extra: object
     ) -> None:

@@ -269,7 +269,7 @@ def main() -> None:
         print(f"Python {sys.version.split()[0]}, {os.cpu_count()} cores, "
               f"{args.rounds} rounds x {args.requests} requests, medians")  # fmt: skip
         report(
-            "(a, b) Flask test client",
+            "(a, b, d) Flask test client",
             test_client_rates(args.redis_url, rules_folder, args.requests, args.rounds),
             "bare",
             "req/s",
