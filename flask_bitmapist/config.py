@@ -35,6 +35,7 @@ class Settings:
     raise_errors: bool = False
     socket_timeout: float = 0.25
     temp_key_ttl: int = 300
+    track_login: bool = True
     rules: tuple[str, ...] = ()
     id_sources: Mapping[str, Callable[[], Any]] = field(
         default_factory=lambda: MappingProxyType({})
@@ -85,6 +86,7 @@ class Settings:
             temp_key_ttl=_positive_int(
                 "temp_key_ttl", read("temp_key_ttl", defaults.temp_key_ttl)
             ),
+            track_login=_bool("track_login", read("track_login", True)),
             rules=_paths("rules", read("rules", None)),
             id_sources=_id_sources("id_sources", read("id_sources", {})),
         )

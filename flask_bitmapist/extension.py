@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
+from types import MappingProxyType
 from typing import TypeVar
 
-import bitmapist
 import redis
 from flask import Flask, current_app
 
@@ -16,22 +16,12 @@ from .config import Settings
 from .idsources import IdSource
 from .middleware import install_rule_hooks
 from .rules import RuleSet, load_rules
+from .signals import connect_login_receivers, connect_model_receivers
+from .state import EXTENSION_NAME, AppState
 from .store import create_client, register_system
-from .writer import Writer, WriterStats, create_writer
+from .writer import WriterStats, create_writer
 
 SourceT = TypeVar("SourceT", bound=IdSource)
-
-EXTENSION_NAME = "bitmapist"
-
-
-@dataclass(frozen=True)
-class AppState:
-    """What the extension keeps for one app."""
-
-    settings: Settings
-    client: redis.Redis
-    writer: Writer
-    ruleset: RuleSet
 
 
 class FlaskBitmapist:
@@ -65,7 +55,10 @@ class FlaskBitmapist:
         The app's connection is registered as bitmapist system
         ``BITMAPIST_REDIS_SYSTEM``, so bitmapist's own classes read the same
         data. The rules files of ``BITMAPIST_RULES`` are loaded and their
-        request hooks installed, and ``flask bitmapist`` joins the app's CLI.
+        request hooks installed; Flask-Login's login and logout signals (with
+        ``BITMAPIST_TRACK_LOGIN``) and the model signals of
+        :class:`~flask_bitmapist.mixins.Bitmapistable` are connected for this
+        app only; and ``flask bitmapist`` joins the app's CLI.
 
         :raises RuntimeError: when the app already has the extension.
         :raises flask_bitmapist.ConfigError: for a config value of the wrong
@@ -85,19 +78,21 @@ class FlaskBitmapist:
             socket_timeout=settings.socket_timeout,
         )
         register_system(settings.redis_system, client)
-        writer = create_writer(client, settings)
-        ruleset = RuleSet(
-            load_rules(
-                settings.rules,
-                app.root_path,
-                {**self._id_sources, **settings.id_sources},
-            )
+        id_sources = MappingProxyType({**self._id_sources, **settings.id_sources})
+        state = AppState(
+            settings=settings,
+            client=client,
+            writer=create_writer(client, settings),
+            ruleset=RuleSet(load_rules(settings.rules, app.root_path, id_sources)),
+            id_sources=id_sources,
         )
-        if ruleset.rules:
-            install_rule_hooks(app, settings, writer, ruleset)
-        self._states[app] = AppState(
-            settings=settings, client=client, writer=writer, ruleset=ruleset
-        )
+        if state.ruleset.rules:
+            install_rule_hooks(app, state)
+        if settings.track_login and _installed("flask_login"):
+            connect_login_receivers(app, state)
+        if _installed("sqlalchemy"):
+            connect_model_receivers(app, state)
+        self._states[app] = state
         app.extensions[EXTENSION_NAME] = self
         app.cli.add_command(bitmapist_cli)
 
@@ -161,40 +156,5 @@ class FlaskBitmapist:
         return self.state().writer.flush(timeout)
 
 
-def current_state() -> AppState | None:
-    """The current app's state, or ``None`` outside an app with the extension."""
-    # Every mark asks this, so it resolves the current_app proxy only once.
-    try:
-        app = current_app._get_current_object()  # type: ignore[attr-defined]
-    except RuntimeError:
-        return None
-    extension: FlaskBitmapist | None = app.extensions.get(EXTENSION_NAME)
-    if extension is None:
-        return None
-    return extension.state(app)
-
-
-def resolve_client(system: str | redis.Redis | None) -> redis.Redis:
-    """The Redis client that ``system`` names.
-
-    ``None`` means the current app's client, or bitmapist's ``"default"``
-    system outside an app. A name equal to the current app's
-    ``BITMAPIST_REDIS_SYSTEM`` means its client too; another name is looked up
-    in bitmapist's systems.
-
-    :raises ValueError: for a name that is not a bitmapist system.
-    """
-    if isinstance(system, redis.Redis):
-        return system
-    state = current_state()
-    if state is not None and system in (None, state.settings.redis_system):
-        return state.client
-    name = system or "default"
-    try:
-        client: redis.Redis = bitmapist.get_redis(name)
-    except KeyError:
-        raise ValueError(
-            f"Unknown bitmapist system {name!r}; known systems: "
-            f"{', '.join(sorted(bitmapist.SYSTEMS))}."
-        ) from None
-    return client
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None

@@ -11,8 +11,8 @@ from typing import Any, TypeVar, cast
 
 import bitmapist
 
-from .extension import current_state, resolve_client
 from .ids import to_user_id, validate_event_name
+from .state import current_app_and_state, current_state, resolve_client, submit_marks
 from .writer import Mark, flush_all, write_marks
 
 logger = logging.getLogger("flask_bitmapist")
@@ -97,19 +97,22 @@ def _submit(
     when = to_utc(now)
     if user_id is None:
         return
-    state = current_state()
-    if state is not None and system in (None, state.settings.redis_system):
+    found = current_app_and_state()
+    if found is not None and system in (None, found[1].settings.redis_system):
+        app, state = found
         settings = state.settings
-        state.writer.submit(
-            Mark(
-                event_name,
-                user_id,
-                when,
-                settings.track_hourly if track_hourly is None else track_hourly,
-                settings.track_unique if track_unique is None else track_unique,
-                value,
-            )
+        mark = Mark(
+            event_name,
+            user_id,
+            when,
+            settings.track_hourly if track_hourly is None else track_hourly,
+            settings.track_unique if track_unique is None else track_unique,
+            value,
         )
+        if value:
+            submit_marks(app, state, (mark,))
+        else:
+            state.writer.submit(mark)
         return
     mark = Mark(
         event_name,

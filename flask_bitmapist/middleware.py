@@ -6,12 +6,12 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timezone
 
-from flask import Flask, Response, g, request, request_finished
+from flask import Flask, Response, current_app, g, request, request_finished
 
-from .config import Settings
 from .ids import to_user_id
-from .rules import Rule, RuleSet
-from .writer import Mark, Writer
+from .rules import Rule
+from .state import AppState, submit_marks
+from .writer import Mark
 
 logger = logging.getLogger("flask_bitmapist")
 
@@ -22,10 +22,13 @@ _PENDING = "_bitmapist_pending_rules"
 _NOTHING: frozenset[str] = frozenset()
 
 
-def install_rule_hooks(
-    app: Flask, settings: Settings, writer: Writer, ruleset: RuleSet
-) -> None:
-    """Register the before, after and teardown hooks that apply ``ruleset``."""
+def install_rule_hooks(app: Flask, state: AppState) -> None:
+    """Register the before, after and teardown hooks that apply the app's rules.
+
+    The hooks hold the state, not the app, which blinker's receiver must not
+    keep alive.
+    """
+    settings, ruleset = state.settings, state.ruleset
 
     def apply(
         rules: tuple[Rule, ...], status: int | None, already: frozenset[str]
@@ -60,7 +63,7 @@ def install_rule_hooks(
                 )
             )
         if marks:
-            writer.submit_many(marks)
+            submit_marks(current_app._get_current_object(), state, marks)  # type: ignore[attr-defined]
         return frozenset(marked)
 
     def guarded(

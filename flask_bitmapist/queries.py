@@ -30,9 +30,9 @@ from bitmapist import MixinEventsMisc as _MixinEventsMisc
 from bitmapist import MixinIter as _MixinIter
 
 from .config import Settings
-from .extension import current_state, resolve_client
 from .ids import validate_event_name
 from .marking import to_utc
+from .state import current_state, resolve_client
 
 TIME_GROUPS = ("days", "weeks", "months", "years")
 PeriodClass = type[DayEvents] | type[WeekEvents] | type[MonthEvents]

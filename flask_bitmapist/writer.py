@@ -17,7 +17,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import NamedTuple, Protocol
@@ -79,7 +79,7 @@ class Writer(Protocol):
 
     def submit(self, mark: Mark) -> None: ...
 
-    def submit_many(self, marks: list[Mark]) -> None: ...
+    def submit_many(self, marks: Sequence[Mark]) -> int: ...
 
     def flush(self, timeout: float | None = None) -> bool: ...
 
@@ -178,8 +178,12 @@ class SyncWriter:
     def submit(self, mark: Mark) -> None:
         self.submit_many([mark])
 
-    def submit_many(self, marks: list[Mark]) -> None:
-        """Write ``marks`` in one round trip."""
+    def submit_many(self, marks: Sequence[Mark]) -> int:
+        """Write ``marks`` in one round trip.
+
+        :returns: how many were accepted: all of them (a failed write is
+            logged and counted as dropped).
+        """
         try:
             write_marks(self._client, marks)
         except redis.RedisError as error:
@@ -190,6 +194,7 @@ class SyncWriter:
                 raise
         else:
             self._count(queued=len(marks), written=len(marks))
+        return len(marks)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Nothing waits in a sync writer: always ``True``."""
@@ -260,21 +265,27 @@ class BackgroundWriter:
         self._last_error_at: datetime | None = None
 
     def submit(self, mark: Mark) -> None:
+        self.submit_many((mark,))
+
+    def submit_many(self, marks: Sequence[Mark]) -> int:
+        """Queue ``marks``; those that find the queue full are dropped.
+
+        :returns: how many were queued: the first ones, up to the room left.
+        """
         with self._cond:
-            if len(self._queue) >= self._queue_size:
-                self._dropped += 1
-                return
-            self._queue.append(mark)
-            self._accepted += 1
+            room = self._queue_size - len(self._queue)
+            accepted = min(room, len(marks))
+            self._dropped += len(marks) - accepted
+            if accepted <= 0:
+                return 0
+            was_below = len(self._queue) < self._flush_at
+            self._queue.extend(marks[:accepted])
+            self._accepted += accepted
             if self._thread is None:
                 self._start_thread()
-            elif len(self._queue) == self._flush_at:
+            elif was_below and len(self._queue) >= self._flush_at:
                 self._cond.notify_all()
-
-    def submit_many(self, marks: list[Mark]) -> None:
-        """Queue each of ``marks``, dropping those that find the queue full."""
-        for mark in marks:
-            self.submit(mark)
+            return accepted
 
     def flush(self, timeout: float | None = None) -> bool:
         """Block until every mark accepted so far is written.

@@ -1,0 +1,95 @@
+"""Per-app state, and finding it from anywhere: the current app's settings,
+Redis client, writer and rules, and the one door every mark goes through."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import bitmapist
+import redis
+from flask import Flask, current_app
+
+from .config import Settings
+from .idsources import IdSource
+from .rules import RuleSet
+from .signals import event_marked
+from .writer import Mark, Writer
+
+if TYPE_CHECKING:
+    from .extension import FlaskBitmapist
+
+EXTENSION_NAME = "bitmapist"
+
+
+@dataclass(frozen=True)
+class AppState:
+    """What the extension keeps for one app.
+
+    :ivar id_sources: the named id sources: those registered on the extension
+        and those of ``BITMAPIST_ID_SOURCES``.
+    """
+
+    settings: Settings
+    client: redis.Redis
+    writer: Writer
+    ruleset: RuleSet
+    id_sources: Mapping[str, IdSource]
+
+
+def submit_marks(app: Flask, state: AppState, marks: Sequence[Mark]) -> None:
+    """Hand ``marks`` to the app's writer (one round trip in sync mode) and send
+    :data:`~flask_bitmapist.signals.event_marked` for each one it accepted."""
+    accepted = state.writer.submit_many(marks)
+    if event_marked.receivers:
+        for mark in marks[:accepted]:
+            event_marked.send(
+                app, event_name=mark.event_name, user_id=mark.user_id, when=mark.when
+            )
+
+
+def current_app_and_state() -> tuple[Flask, AppState] | None:
+    """The current app and its state, or ``None`` outside an app with the
+    extension."""
+    # Every mark asks this, so it resolves the current_app proxy only once.
+    try:
+        app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    except RuntimeError:
+        return None
+    extension: FlaskBitmapist | None = app.extensions.get(EXTENSION_NAME)
+    if extension is None:
+        return None
+    return app, extension.state(app)
+
+
+def current_state() -> AppState | None:
+    """The current app's state, or ``None`` outside an app with the extension."""
+    found = current_app_and_state()
+    return found[1] if found else None
+
+
+def resolve_client(system: str | redis.Redis | None) -> redis.Redis:
+    """The Redis client that ``system`` names.
+
+    ``None`` means the current app's client, or bitmapist's ``"default"``
+    system outside an app. A name equal to the current app's
+    ``BITMAPIST_REDIS_SYSTEM`` means its client too; another name is looked up
+    in bitmapist's systems.
+
+    :raises ValueError: for a name that is not a bitmapist system.
+    """
+    if isinstance(system, redis.Redis):
+        return system
+    state = current_state()
+    if state is not None and system in (None, state.settings.redis_system):
+        return state.client
+    name = system or "default"
+    try:
+        client: redis.Redis = bitmapist.get_redis(name)
+    except KeyError:
+        raise ValueError(
+            f"Unknown bitmapist system {name!r}; known systems: "
+            f"{', '.join(sorted(bitmapist.SYSTEMS))}."
+        ) from None
+    return client
