@@ -1,7 +1,11 @@
 """flask-bitmapist: real-time user analytics for Flask on Redis bitmaps.
 
 Everything public is importable from here; the submodules own one thing each.
+``Bitmapistable`` is imported on first use, since it needs SQLAlchemy (the
+``sqlalchemy`` extra) and registers session listeners.
 """
+
+from typing import Any
 
 from bitmapist import (
     BitOpAnd,
@@ -38,6 +42,7 @@ __all__ = [
     "BitOpNot",
     "BitOpOr",
     "BitOpXor",
+    "Bitmapistable",
     "ConfigError",
     "DayEvents",
     "FlaskBitmapist",
@@ -63,3 +68,11 @@ __all__ = [
     "validate_event_name",
     "validate_time_group",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Bitmapistable":
+        from .mixins import Bitmapistable
+
+        return Bitmapistable
+    raise AttributeError(f"module 'flask_bitmapist' has no attribute {name!r}")
