@@ -1,0 +1,214 @@
+"""flask bitmapist import: JSON Lines and CSV, from a file or stdin, into the
+keys mark_event writes."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import bitmapist
+import redis
+from flask import Flask
+
+from flask_bitmapist.testing import free_port
+
+T0 = datetime(2026, 3, 14, 15, 9, tzinfo=timezone.utc)
+
+
+def snapshot(client: redis.Redis) -> dict[bytes, bytes]:
+    return {key: client.get(key) for key in client.keys("*")}  # type: ignore[misc]
+
+
+def invoke(app: Flask, *args: str, input: str | None = None) -> Any:
+    return app.test_cli_runner().invoke(
+        args=["bitmapist", "import", *args], input=input
+    )
+
+
+def jsonl(records: list[dict[str, Any]]) -> str:
+    return "".join(json.dumps(record) + "\n" for record in records)
+
+
+EVENTS = [
+    {"event": "song:played", "user": 3, "time": "2026-03-14T15:09:00Z"},
+    {"event": "song:played", "user": "7", "time": "2026-03-14T23:30:00-05:00"},
+    {"event": "song:liked", "user": 3, "time": "2025-12-31T12:00:00"},
+]
+
+
+def reference_snapshot(
+    other_redis_url: str, hourly: bool = False, unique: bool = False
+) -> dict[bytes, bytes]:
+    reference = redis.Redis.from_url(other_redis_url)
+    for record, when in zip(
+        EVENTS,
+        [
+            T0,
+            datetime(2026, 3, 15, 4, 30, tzinfo=timezone.utc),
+            datetime(2025, 12, 31, 12, tzinfo=timezone.utc),
+        ],
+        strict=True,
+    ):
+        bitmapist.mark_event(
+            record["event"],
+            int(record["user"]),
+            system=reference,
+            now=when,
+            track_hourly=hourly,
+            track_unique=unique,
+        )  # type: ignore[arg-type]
+    return snapshot(reference)
+
+
+def test_jsonl_file_writes_the_keys_of_mark_event(
+    app: Flask, client: redis.Redis, other_redis_url: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_text(jsonl(EVENTS))
+    result = invoke(app, str(path))
+    assert result.exit_code == 0, result.output
+    assert "Imported 3 events; skipped 0 lines." in result.stdout
+    assert snapshot(client) == reference_snapshot(other_redis_url)
+
+
+def test_hourly_and_unique_keys_on_request(
+    app: Flask, client: redis.Redis, other_redis_url: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_text(jsonl(EVENTS))
+    assert invoke(app, str(path), "--track-hourly", "--track-unique").exit_code == 0
+    assert snapshot(client) == reference_snapshot(
+        other_redis_url, hourly=True, unique=True
+    )
+
+
+def test_csv_from_stdin_with_columns_in_any_order(
+    app: Flask, client: redis.Redis, other_redis_url: str
+) -> None:
+    rows = ["time,user,event,extra"] + [
+        f"{e['time']},{e['user']},{e['event']},x" for e in EVENTS
+    ]
+    result = invoke(app, "-", input="\n".join(rows) + "\n")
+    assert result.exit_code == 0, result.output
+    assert snapshot(client) == reference_snapshot(other_redis_url)
+
+
+def test_jsonl_from_stdin_is_detected(
+    app: Flask, client: redis.Redis, other_redis_url: str
+) -> None:
+    result = invoke(app, "-", input=jsonl(EVENTS))
+    assert result.exit_code == 0, result.output
+    assert snapshot(client) == reference_snapshot(other_redis_url)
+
+
+def test_reimporting_leaves_redis_unchanged(
+    app: Flask, client: redis.Redis, tmp_path: Path
+) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_text(jsonl(EVENTS))
+    invoke(app, str(path))
+    first = snapshot(client)
+    assert invoke(app, str(path)).exit_code == 0
+    assert snapshot(client) == first
+
+
+def test_malformed_lines_are_reported_and_skipped(
+    app: Flask, client: redis.Redis, tmp_path: Path
+) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_text(
+        "\n".join(
+            [
+                json.dumps(EVENTS[0]),
+                "{not json",
+                json.dumps(
+                    {"event": "song:played", "user": -1, "time": "2026-03-14T00:00:00"}
+                ),
+                "",
+                json.dumps(
+                    {"event": "two words", "user": 1, "time": "2026-03-14T00:00:00"}
+                ),
+                json.dumps({"event": "song:played", "user": 1, "time": "yesterday"}),
+                json.dumps({"event": "song:played", "time": "2026-03-14T00:00:00"}),
+                json.dumps([1, 2]),
+                json.dumps(EVENTS[1]),
+            ]
+        )
+        + "\n"
+    )
+    result = invoke(app, str(path))
+    assert result.exit_code == 1
+    assert [
+        line for line in result.stderr.splitlines() if line.startswith("skipped")
+    ] == [
+        "skipped line 2: invalid JSON: Expecting property name enclosed in double quotes",
+        "skipped line 3: User id for event 'song:played' must be from 0 to 4294967295, got -1",
+        "skipped line 5: Event name must not contain whitespace or control characters, got 'two words'",
+        "skipped line 6: time must be an ISO 8601 string, got 'yesterday'",
+        "skipped line 7: missing user",
+        "skipped line 8: expected an object with event, user and time, got [1, 2]",
+    ]
+    assert "Imported 2 events; skipped 6 lines." in result.stdout
+    day = bitmapist.DayEvents("song:played", 2026, 3, 14, system=client)  # type: ignore[arg-type]
+    assert set(day) == {3}
+
+
+def test_strict_stops_at_the_first_bad_line_and_writes_nothing(
+    app: Flask, client: redis.Redis, tmp_path: Path
+) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_text(jsonl(EVENTS[:2]) + "oops\n" + jsonl(EVENTS[2:]))
+    result = invoke(app, str(path), "--strict")
+    assert result.exit_code == 1
+    assert (
+        "Error: line 3: invalid JSON: Expecting value; nothing was imported (--strict)."
+        in result.stderr
+    )
+    assert client.keys("*") == []
+
+
+def test_a_csv_without_the_columns_is_one_error(
+    app: Flask, client: redis.Redis, tmp_path: Path
+) -> None:
+    path = tmp_path / "events.csv"
+    path.write_text("event,who,when\nsong:played,1,2026-03-14\n")
+    result = invoke(app, str(path))
+    assert result.exit_code == 1
+    assert "skipped line 1: the CSV header lacks user, time" in result.stderr
+    assert client.keys("*") == []
+
+
+def test_large_files_go_in_several_batches(
+    app: Flask, client: redis.Redis, tmp_path: Path
+) -> None:
+    path = tmp_path / "big.jsonl"
+    times = [(T0 - timedelta(days=n % 3)).isoformat() for n in range(25_000)]
+    path.write_text(
+        "".join(
+            json.dumps({"event": "e", "user": n, "time": t}) + "\n"
+            for n, t in enumerate(times)
+        )
+    )
+    result = invoke(app, str(path))
+    assert result.exit_code == 0, result.output
+    assert "Imported 25000 events" in result.stdout
+    assert client.bitcount("trackist_e_2026-3") == 25_000
+    assert client.bitcount("trackist_e_2026-3-14") == 8334
+
+
+def test_redis_unreachable_is_one_line_without_a_traceback(
+    make_app: Any, tmp_path: Path
+) -> None:
+    app = make_app(redis_url=f"redis://127.0.0.1:{free_port()}")
+    path = tmp_path / "events.jsonl"
+    path.write_text(jsonl(EVENTS))
+    result = invoke(app, str(path))
+    assert result.exit_code == 1
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith("Error: Redis is unreachable: Error 111")
+    )
+    assert "Traceback" not in result.output
