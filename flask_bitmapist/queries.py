@@ -2,10 +2,11 @@
 
 A query builds its BITOP commands on the client and sends them, with the
 BITCOUNTs that read the results, in one pipeline: one round trip however many
-rows and columns a cohort has. Intermediate results go to temporary keys that
-carry a name unique to the query (so concurrent queries never touch each
-other's keys), a TTL as a safety net, and a DEL at the end of the same
-pipeline.
+rows and columns a cohort has (a cohort's rows run as short scripts inside
+that pipeline). Intermediate results go to temporary keys that carry a name
+unique to the query (so concurrent queries never touch each other's keys), a
+TTL as a safety net, and a DEL at the end of the same pipeline; a row script's
+scratch keys are deleted inside its own atomic run.
 """
 
 from __future__ import annotations
@@ -118,7 +119,7 @@ class TemporaryBitmap(
 
 
 class _QueryPlan:
-    """The BITOP and BITCOUNT commands of one query, queued in one pipeline."""
+    """The commands of one query, queued in one pipeline."""
 
     def __init__(self, client: redis.Redis, ttl: int) -> None:
         self.client = client
@@ -143,11 +144,6 @@ class _QueryPlan:
         destination = self.new_key()
         self.bitop("OR", destination, *keys)
         return destination
-
-    def count(self, key: str) -> int:
-        """Queue a BITCOUNT and return the index of its result."""
-        self.pipeline.bitcount(key)
-        return len(self.pipeline) - 1
 
     def execute(self, keep: str | None = None) -> list[Any]:
         """Run the pipeline, deleting every temporary key but ``keep``.
@@ -225,6 +221,34 @@ def _chain_key(
     destination = plan.new_key()
     plan.bitop("AND", destination, *group_keys)
     return destination
+
+
+# One row of a cohort, in Redis: KEYS are the row's primary key, two scratch
+# keys, then the chained key of each column that is not in the future. It
+# returns the primary total, then each column's count. A script, so that the
+# client packs one command per row instead of two or three per cell; its
+# scratch keys live and die inside one atomic run, and a row holds Redis only
+# for its own columns.
+_COHORT_ROW_SCRIPT = """
+local total = redis.call("BITCOUNT", KEYS[1])
+local row = {total}
+if total == 0 then return row end
+local source, cell, replace = KEYS[1], KEYS[3], ARGV[1] == "1"
+if not replace then
+    redis.call("BITOP", "OR", KEYS[2], KEYS[1])
+    source = KEYS[2]
+end
+for index = 4, #KEYS do
+    redis.call("BITOP", "AND", cell, source, KEYS[index])
+    local count = redis.call("BITCOUNT", cell)
+    row[#row + 1] = count
+    if count > 0 and not replace then
+        redis.call("BITOP", "XOR", source, source, cell)
+    end
+end
+redis.call("DEL", KEYS[2], KEYS[3])
+return row
+"""
 
 
 def get_event_data(
@@ -324,7 +348,8 @@ def get_cohort(
     whose period lies in the future. Without replacement a user is counted
     only in the first column in which they come back.
 
-    The whole table costs one pipelined round trip.
+    The whole table costs one round trip: a pipeline that builds each
+    period's chained key, then runs a short script per row.
 
     :param primary_event_name: the event that defines each row's users.
     :param secondary_event_name: the event counted in the cells.
@@ -355,35 +380,38 @@ def get_cohort(
         plan.union(_period_keys(group, primary_event_name, when, offset))
         for offset in row_offsets
     ]
-    total_indexes = [plan.count(key) for key in primary_keys]
     # Every cell whose period is not in the future falls on some row's period.
     chain_keys = {
         offset: _chain_key(plan, secondary_event_name, chained, group, when, offset)
         for offset in row_offsets
     }
-    remaining, cell = plan.new_key(), plan.new_key()
-    cell_indexes: list[list[int]] = []
+    row_indexes = []
     for primary_key, row_offset in zip(primary_keys, row_offsets, strict=True):
-        source = primary_key
-        if not with_replacement:
-            plan.bitop("OR", remaining, primary_key)
-            source = remaining
-        indexes = []
-        for cell_offset in range(row_offset, min(row_offset + cols, 1)):
-            plan.bitop("AND", cell, source, chain_keys[cell_offset])
-            indexes.append(plan.count(cell))
-            if not with_replacement:
-                plan.bitop("XOR", remaining, remaining, cell)
-        cell_indexes.append(indexes)
+        cells = [
+            chain_keys[offset]
+            for offset in range(row_offset, min(row_offset + cols, 1))
+        ]
+        scratch = [plan.new_key(), plan.new_key()]
+        plan.pipeline.eval(
+            _COHORT_ROW_SCRIPT,
+            3 + len(cells),
+            primary_key,
+            *scratch,
+            *cells,
+            "1" if with_replacement else "0",
+        )
+        row_indexes.append(len(plan.pipeline) - 1)
     results = plan.execute()
 
-    totals = [int(results[index]) for index in total_indexes]
+    totals: list[int] = []
     cohort: Cohort = []
-    for total, indexes in zip(totals, cell_indexes, strict=True):
+    for index in row_indexes:
+        total, *counts = (int(value) for value in results[index])
+        totals.append(total)
         if total == 0:
             cohort.append([None] * cols)
             continue
-        counts: list[int | None] = [int(results[index]) for index in indexes]
-        cohort.append(counts + [None] * (cols - len(counts)))
+        row: list[int | None] = list(counts)
+        cohort.append(row + [None] * (cols - len(row)))
     dates = [_period_start(group, when, offset) for offset in row_offsets]
     return cohort, dates, totals
