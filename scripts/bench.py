@@ -13,6 +13,8 @@ machine, interleaved round by round, so the machine's noise hits both sides:
     writer (one round trip) against 3 calls of ``bitmapist.mark_event`` (one
     pipeline each).
 
+(e) and (f), queries and import, come from ``scripts/bench_queries.py``.
+
 (a), (b) and (d) run through the Flask test client and through a real WSGI server
 (werkzeug, HTTP/1.1 keep-alive) in a subprocess on 127.0.0.1.
 
@@ -38,6 +40,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
+import bench_queries
 import bitmapist
 import redis
 from flask import Flask, request
@@ -286,6 +289,7 @@ def main() -> None:
             "3 x bitmapist.mark_event",
             "requests/s",
         )
+        bench_queries.run(args.redis_url, args.quick)
     finally:
         redis.Redis.from_url(args.redis_url).flushdb()
         if private is not None:

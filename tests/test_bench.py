@@ -26,3 +26,7 @@ def test_write_benchmark_prints_every_ratio(redis_url: str) -> None:
     variants = ["bare", "background", "sync", "rule", "50 unmatched rules"]
     assert names == [*variants, *variants, "one round trip", "3 x bitmapist.mark_event"]
     assert all(float(ratio) > 0 for _, ratio in ratios)
+    assert "(e) 5x5 cohort by days, 1,000 users a day" in result.stdout
+    assert re.search(r"ratio +\d+\.\dx faster", result.stdout)
+    assert "(f) importing 2,000 events" in result.stdout
+    assert "share of get_cohort's wall time inside Redis" in result.stdout
