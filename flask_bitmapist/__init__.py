@@ -27,12 +27,18 @@ from .extension import FlaskBitmapist
 from .ids import MAX_USER_ID, to_user_id, validate_event_name
 from .marking import flush, mark, mark_event, unmark_event
 from .queries import (
+    EventHistory,
+    PeriodCounts,
     TemporaryBitmap,
     chain_events,
+    count_events,
+    event_history,
     get_cohort,
     get_event_data,
+    list_event_names,
     validate_time_group,
 )
+from .report import CohortReport, CohortRequest, FieldError
 from .rules import RulesError
 from .writer import WriterStats
 
@@ -43,11 +49,16 @@ __all__ = [
     "BitOpOr",
     "BitOpXor",
     "Bitmapistable",
+    "CohortReport",
+    "CohortRequest",
     "ConfigError",
     "DayEvents",
+    "EventHistory",
+    "FieldError",
     "FlaskBitmapist",
     "HourEvents",
     "MonthEvents",
+    "PeriodCounts",
     "RulesError",
     "Settings",
     "TemporaryBitmap",
@@ -56,11 +67,14 @@ __all__ = [
     "WriterStats",
     "YearEvents",
     "chain_events",
+    "count_events",
     "delete_all_events",
+    "event_history",
     "flush",
     "get_cohort",
     "get_event_data",
     "get_event_names",
+    "list_event_names",
     "mark",
     "mark_event",
     "to_user_id",

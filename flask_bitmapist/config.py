@@ -40,6 +40,8 @@ class Settings:
     id_sources: Mapping[str, Callable[[], Any]] = field(
         default_factory=lambda: MappingProxyType({})
     )
+    url_prefix: str = "/bitmapist"
+    dashboard_access: Callable[[], Any] | None = None
 
     @classmethod
     def from_mapping(cls, config: Mapping[str, Any], *, testing: bool) -> Settings:
@@ -89,6 +91,12 @@ class Settings:
             track_login=_bool("track_login", read("track_login", True)),
             rules=_paths("rules", read("rules", None)),
             id_sources=_id_sources("id_sources", read("id_sources", {})),
+            url_prefix=_url_prefix(
+                "url_prefix", read("url_prefix", defaults.url_prefix)
+            ),
+            dashboard_access=_optional_callable(
+                "dashboard_access", read("dashboard_access", None)
+            ),
         )
 
 
@@ -142,3 +150,20 @@ def _id_sources(name: str, value: Any) -> Mapping[str, Callable[[], Any]]:
             f"got {value!r}."
         )
     return MappingProxyType(dict(value))
+
+
+def _url_prefix(name: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.startswith("/") or "//" in value:
+        raise ConfigError(
+            f"{_key(name)} must be a path that starts with '/', got {value!r}."
+        )
+    return value.rstrip("/")
+
+
+def _optional_callable(name: str, value: Any) -> Callable[[], Any] | None:
+    if value is not None and not callable(value):
+        raise ConfigError(
+            f"{_key(name)} must be None or a zero-argument callable, got {value!r}."
+        )
+    access: Callable[[], Any] | None = value
+    return access

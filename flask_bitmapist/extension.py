@@ -13,6 +13,7 @@ from flask import Flask, current_app
 
 from .cli import bitmapist_cli
 from .config import Settings
+from .dashboard import blueprint as dashboard_blueprint
 from .idsources import IdSource
 from .middleware import install_rule_hooks
 from .rules import RuleSet, load_rules
@@ -58,7 +59,9 @@ class FlaskBitmapist:
         request hooks installed; Flask-Login's login and logout signals (with
         ``BITMAPIST_TRACK_LOGIN``) and the model signals of
         :class:`~flask_bitmapist.mixins.Bitmapistable` are connected for this
-        app only; and ``flask bitmapist`` joins the app's CLI.
+        app only; ``flask bitmapist`` joins the app's CLI; and the dashboard
+        is mounted at ``BITMAPIST_URL_PREFIX`` unless
+        ``BITMAPIST_DISABLE_BLUEPRINT`` is set.
 
         :raises RuntimeError: when the app already has the extension.
         :raises flask_bitmapist.ConfigError: for a config value of the wrong
@@ -95,6 +98,8 @@ class FlaskBitmapist:
         self._states[app] = state
         app.extensions[EXTENSION_NAME] = self
         app.cli.add_command(bitmapist_cli)
+        if not settings.disable_blueprint:
+            app.register_blueprint(dashboard_blueprint, url_prefix=settings.url_prefix)
 
     def id_source(self, name: str) -> Callable[[SourceT], SourceT]:
         """Register a named id source for YAML rules (``user: NAME``) and

@@ -12,7 +12,8 @@ scratch keys are deleted inside its own atomic run.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -125,11 +126,13 @@ class _QueryPlan:
         self.client = client
         self.pipeline = client.pipeline(transaction=False)
         self.ttl = ttl
-        self.prefix = f"{_TEMP_PREFIX}-{uuid.uuid4().hex}"
+        # Underscores, so that bitmapist's get_event_names, which skips names
+        # starting "bitop_", does not list a query's keys as an event.
+        self.prefix = f"{_TEMP_PREFIX}_{uuid.uuid4().hex}"
         self.temp_keys: list[str] = []
 
     def new_key(self) -> str:
-        key = f"{self.prefix}-{len(self.temp_keys)}"
+        key = f"{self.prefix}_{len(self.temp_keys)}"
         self.temp_keys.append(key)
         return key
 
@@ -137,6 +140,13 @@ class _QueryPlan:
         # BITOP replaces the destination, TTL included, so the TTL follows each one.
         self.pipeline.bitop(operation, destination, *sources)
         self.pipeline.expire(destination, self.ttl)
+
+    def bitcounts(self, keys: list[str]) -> list[int]:
+        """Queue a BITCOUNT of each key; return where their results will be."""
+        for key in keys:
+            self.pipeline.bitcount(key)
+        end = len(self.pipeline)
+        return list(range(end - len(keys), end))
 
     def union(self, keys: list[str]) -> str:
         if len(keys) == 1:
@@ -415,3 +425,119 @@ def get_cohort(
         cohort.append(row + [None] * (cols - len(row)))
     dates = [_period_start(group, when, offset) for offset in row_offsets]
     return cohort, dates, totals
+
+
+_EVENT_KEY_PREFIX = "trackist_"
+
+
+def list_event_names(prefix: str = "", system: str | None = None) -> list[str]:
+    """The names of every event in Redis that starts with ``prefix``, sorted.
+
+    Like bitmapist's ``get_event_names``, it walks the keys with SCAN (never
+    KEYS, which would block Redis), so it costs one round trip per 10,000 keys;
+    unlike it, it never lists the temporary keys of a query as an event.
+
+    :param prefix: keep only the names that start with it.
+    :param system: a bitmapist system name; default the current app's.
+    """
+    client = resolve_client(system)
+    names: set[str] = set()
+    pattern = f"{_EVENT_KEY_PREFIX}{_escape_glob(prefix)}*"
+    for raw_key in client.scan_iter(match=pattern, count=10_000):
+        key = raw_key.decode("utf-8", "replace")
+        name, separator, _period = key[len(_EVENT_KEY_PREFIX) :].rpartition("_")
+        if separator and name and name != "bitop" and not name.startswith("bitop_"):
+            names.add(name)
+    return sorted(names)
+
+
+def _escape_glob(text: str) -> str:
+    return "".join(f"\\{char}" if char in "*?[]\\" else char for char in text)
+
+
+@dataclass(frozen=True)
+class PeriodCounts:
+    """How many users did an event today, this ISO week, this month and this
+    year (UTC)."""
+
+    day: int
+    week: int
+    month: int
+    year: int
+
+
+def count_events(
+    event_names: Iterable[str], now: datetime | None = None, system: str | None = None
+) -> dict[str, PeriodCounts]:
+    """Each event's user count for the day, ISO week, month and year of ``now``.
+
+    One round trip however many events there are: a pipeline of BITCOUNTs,
+    with each year's OR of its twelve months built once in a temporary key.
+
+    :param event_names: the events to count.
+    :param now: a time in the periods; naive datetimes are UTC. Default: now.
+    :param system: a bitmapist system name; default the current app's.
+    :raises ValueError: for an invalid time.
+    """
+    names = list(event_names)
+    when = to_utc(now)
+    plan = _QueryPlan(resolve_client(system), _temp_key_ttl())
+    count_indexes: list[list[int]] = []
+    for name in names:
+        keys = [
+            *(_period_keys(group, name, when, 0)[0] for group in _PERIOD_CLASSES),
+            plan.union(_period_keys("years", name, when, 0)),
+        ]
+        count_indexes.append(plan.bitcounts(keys))
+    results = plan.execute()
+    return {
+        name: PeriodCounts(*(int(results[index]) for index in indexes))
+        for name, indexes in zip(names, count_indexes, strict=True)
+    }
+
+
+@dataclass(frozen=True)
+class EventHistory:
+    """An event's user counts over recent periods, oldest first, each as
+    ``(period start in UTC, count)``."""
+
+    days: list[tuple[datetime, int]]
+    weeks: list[tuple[datetime, int]]
+    months: list[tuple[datetime, int]]
+
+
+def event_history(
+    event_name: str,
+    now: datetime | None = None,
+    days: int = 30,
+    weeks: int = 12,
+    months: int = 12,
+    system: str | None = None,
+) -> EventHistory:
+    """``event_name``'s counts for the last ``days`` days, ``weeks`` ISO weeks
+    and ``months`` months up to the ones that hold ``now``, in one round trip.
+
+    :raises ValueError: for an invalid event name, time or period count (each
+        from 1 to 1000).
+    """
+    validate_event_name(event_name)
+    lengths = {
+        "days": _validate_count("days", days),
+        "weeks": _validate_count("weeks", weeks),
+        "months": _validate_count("months", months),
+    }
+    when = to_utc(now)
+    pipeline = resolve_client(system).pipeline(transaction=False)
+    offsets = {group: range(1 - length, 1) for group, length in lengths.items()}
+    for group, group_offsets in offsets.items():
+        for offset in group_offsets:
+            pipeline.bitcount(_period_keys(group, event_name, when, offset)[0])
+    counts = iter(pipeline.execute())
+    series = {
+        group: [
+            (_period_start(group, when, offset), int(next(counts)))
+            for offset in group_offsets
+        ]
+        for group, group_offsets in offsets.items()
+    }
+    return EventHistory(**series)

@@ -62,6 +62,8 @@ def test_every_key_is_read() -> None:
         "BITMAPIST_TRACK_LOGIN": False,
         "BITMAPIST_RULES": ["a.yaml", Path("rules")],
         "BITMAPIST_ID_SOURCES": {"owner": owner},
+        "BITMAPIST_URL_PREFIX": "/admin/stats/",
+        "BITMAPIST_DASHBOARD_ACCESS": owner,
     }
     assert Settings.from_mapping(config, testing=True) == Settings(
         redis_url="redis://example:6380/3",
@@ -79,6 +81,8 @@ def test_every_key_is_read() -> None:
         track_login=False,
         rules=("a.yaml", "rules"),
         id_sources={"owner": owner},
+        url_prefix="/admin/stats",
+        dashboard_access=owner,
     )
 
 
@@ -112,6 +116,9 @@ def test_a_single_rules_path() -> None:
         ("RULES", ["a.yaml", None], "BITMAPIST_RULES must be a path or a list of paths, got ['a.yaml', None]."),
         ("ID_SOURCES", {"a b": owner}, "BITMAPIST_ID_SOURCES must map identifiers to zero-argument callables, got {'a b': <function owner"),
         ("ID_SOURCES", {"owner": 5}, "BITMAPIST_ID_SOURCES must map identifiers to zero-argument callables, got {'owner': 5}."),
+        ("URL_PREFIX", "stats", "BITMAPIST_URL_PREFIX must be a path that starts with '/', got 'stats'."),
+        ("URL_PREFIX", "//evil.example", "BITMAPIST_URL_PREFIX must be a path that starts with '/', got '//evil.example'."),
+        ("DASHBOARD_ACCESS", True, "BITMAPIST_DASHBOARD_ACCESS must be None or a zero-argument callable, got True."),
     ],
 )  # fmt: skip
 def test_bad_config_values_name_the_key(key: str, value: object, message: str) -> None:

@@ -1,0 +1,11 @@
+"""The dashboard blueprint: the overview, event pages and the cohort heatmap.
+
+It is closed (403) unless the app runs in debug or testing mode, or
+``BITMAPIST_DASHBOARD_ACCESS`` is a callable that returns True for the
+request. Every response carries a strict Content-Security-Policy; the pages
+load only their own script and stylesheet from the blueprint's static folder.
+"""
+
+from .views import blueprint
+
+__all__ = ["blueprint"]

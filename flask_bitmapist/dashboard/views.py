@@ -1,0 +1,223 @@
+"""The dashboard's views, its access guard, security headers and error pages."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from typing import Any
+
+import redis
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    jsonify,
+    render_template,
+    request,
+)
+from werkzeug.exceptions import HTTPException
+
+from ..ids import validate_event_name
+from ..queries import (
+    TIME_GROUPS,
+    count_events,
+    event_history,
+    list_event_names,
+)
+from ..report import CohortReport, CohortRequest, FieldError
+from ..state import current_state
+from .chart import bar_chart
+
+logger = logging.getLogger("flask_bitmapist.dashboard")
+
+blueprint = Blueprint(
+    "bitmapist",
+    __name__,
+    template_folder="templates",
+    static_folder="static",
+)
+
+# A page lists at most this many events; the filter narrows a longer list.
+MAX_LISTED_EVENTS = 2000
+MAX_BODY_BYTES = 64 * 1024
+_SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; "
+        "img-src 'self' data:; object-src 'none'; base-uri 'none'; "
+        "form-action 'self'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "DENY",
+}
+_FORMATS = ("html", "json", "csv")
+_UNSAFE_FILENAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@blueprint.before_request
+def _guard() -> Any:
+    """Answer 403 unless the dashboard is open to this request."""
+    if request.endpoint == "bitmapist.static" or _access_granted():
+        return None
+    return render_template("bitmapist/forbidden.html"), 403
+
+
+def _access_granted() -> bool:
+    # A configured access callable decides alone, also in debug and testing
+    # mode, so that an app can test the rule it ships with.
+    state = current_state()
+    access = state.settings.dashboard_access if state else None
+    if access is None:
+        return bool(current_app.debug or current_app.testing)
+    try:
+        return access() is True
+    except Exception:
+        logger.exception("BITMAPIST_DASHBOARD_ACCESS raised; access denied.")
+        return False
+
+
+@blueprint.after_request
+def _secure(response: Response) -> Response:
+    for name, value in _SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    if request.endpoint != "bitmapist.static":
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@blueprint.errorhandler(redis.RedisError)
+def _store_unavailable(error: redis.RedisError) -> tuple[Any, int]:
+    logger.warning("Dashboard: analytics store unavailable: %s", error)
+    message = "analytics store unavailable"
+    if _wants_json():
+        return jsonify(error=message), 503
+    return render_template("bitmapist/unavailable.html", message=message), 503
+
+
+@blueprint.errorhandler(HTTPException)
+def _http_error(error: HTTPException) -> Any:
+    if _wants_json():
+        return jsonify(error=error.description), error.code
+    return error
+
+
+def _wants_json() -> bool:
+    return request.method == "POST" or request.args.get("format") in ("json", "csv")
+
+
+@blueprint.route("/")
+def overview() -> str:
+    """Every event with its users today, this week, this month and this year."""
+    prefix = request.args.get("prefix", "")
+    if prefix and not _valid_prefix(prefix):
+        abort(400, "prefix must be the start of an event name.")
+    names = list_event_names(prefix)
+    listed = names[:MAX_LISTED_EVENTS]
+    state = current_state()
+    return render_template(
+        "bitmapist/overview.html",
+        counts=count_events(listed),
+        hidden=len(names) - len(listed),
+        prefix=prefix,
+        stats=state.writer.stats() if state else None,
+    )
+
+
+def _valid_prefix(prefix: str) -> bool:
+    try:
+        validate_event_name(prefix)
+    except ValueError:
+        return False
+    return True
+
+
+@blueprint.route("/event/<path:name>")
+def event(name: str) -> str:
+    """An event's daily counts over 30 days as a chart, and its weekly and
+    monthly counts."""
+    if not _valid_prefix(name):
+        abort(404, "There is no event of that name.")
+    history = event_history(name)
+    chart = bar_chart(
+        [(start.date().isoformat(), count) for start, count in history.days]
+    )
+    return render_template(
+        "bitmapist/event.html", name=name, history=history, chart=chart
+    )
+
+
+@blueprint.route("/cohort", methods=["GET"])
+def cohort_page() -> Any:
+    """The cohort form; with the fields in the query string, also the heatmap
+    (or, with ``format=json`` or ``format=csv``, the data alone)."""
+    report = error = None
+    fmt = request.args.get("format", "html")
+    if fmt not in _FORMATS:
+        return _field_error(FieldError("format", "must be html, json or csv."))
+    if "primary_event" in request.args:
+        try:
+            report = CohortRequest.from_query(request.args).run()
+        except FieldError as field_error:
+            if fmt != "html":
+                return _field_error(field_error)
+            error = field_error
+        else:
+            if fmt != "html":
+                return _formatted(report, fmt)
+    names = list_event_names()[:MAX_LISTED_EVENTS]
+    return render_template(
+        "bitmapist/cohort.html",
+        event_names=names,
+        time_groups=TIME_GROUPS,
+        report=report,
+        error=error,
+        form=request.args,
+    ), (400 if error else 200)
+
+
+@blueprint.route("/cohort", methods=["POST"])
+def cohort_api() -> Any:
+    """The heatmap of the JSON body's cohort, as an HTML fragment; with
+    ``?format=json`` the data, with ``?format=csv`` a CSV download.
+
+    Bad input answers 400 with ``{"error": ..., "field": ...}``.
+    """
+    fmt = request.args.get("format", "html")
+    if fmt not in _FORMATS:
+        return _field_error(FieldError("format", "must be html, json or csv."))
+    if (request.content_length or 0) > MAX_BODY_BYTES:
+        return _field_error(FieldError("body", "is larger than 64 KiB."))
+    raw = request.get_data(cache=False)
+    if len(raw) > MAX_BODY_BYTES:
+        return _field_error(FieldError("body", "is larger than 64 KiB."))
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        return _field_error(FieldError("body", "is not valid JSON."))
+    try:
+        report = CohortRequest.from_json(body).run()
+    except FieldError as error:
+        return _field_error(error)
+    return _formatted(report, fmt)
+
+
+def _field_error(error: FieldError) -> tuple[Response, int]:
+    return jsonify(error=str(error), field=error.field), 400
+
+
+def _formatted(report: CohortReport, fmt: str) -> Any:
+    if fmt == "json":
+        return jsonify(report.to_json())
+    if fmt == "csv":
+        request_ = report.request
+        name = _UNSAFE_FILENAME_CHARS.sub(
+            "-", f"cohort-{request_.primary_event}-{request_.secondary_event}"
+        )[:120]
+        return Response(
+            report.to_csv(),
+            mimetype="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
+        )
+    return render_template("bitmapist/_heatmap.html", report=report)

@@ -1,0 +1,160 @@
+"""The dashboard in a real Chromium (Debian's, driven by Playwright), against
+the app served on 127.0.0.1, under its strict Content-Security-Policy.
+
+Without Chromium the test is skipped with the reason, except under CI
+(``CI=true``), where a missing browser is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from werkzeug.serving import make_server
+
+from flask_bitmapist import get_cohort, mark_event
+
+CHROMIUM = os.environ.get("BITMAPIST_CHROMIUM", "/usr/bin/chromium")
+NOW = datetime.now(timezone.utc)
+
+
+def _browser_missing(reason: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason}; CI must run the browser test (.ci/run installs it).")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _browser_missing("playwright is not installed (pip install -e '.[test]')")
+    if not os.access(CHROMIUM, os.X_OK):
+        _browser_missing(
+            f"no Chromium at {CHROMIUM} (apt-get install chromium, "
+            "or set BITMAPIST_CHROMIUM)"
+        )
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def served(app: Flask) -> Iterator[str]:
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join()
+
+
+def seed(app: Flask) -> None:
+    """Two weeks of signups, plays and payments with falling retention."""
+    with app.app_context():
+        for days_ago in range(14):
+            when = NOW - timedelta(days=days_ago)
+            first = days_ago * 20
+            for user in range(first, first + 20):
+                mark_event("signup", user, now=when)
+            for back in range(days_ago + 1):
+                later = NOW - timedelta(days=days_ago - back)
+                for user in range(first, first + 20 - 3 * back, 2 + back % 2):
+                    mark_event("play", user, now=later)
+                if back == 2:
+                    mark_event("pay", first, now=later)
+
+
+def test_overview_filter_and_cohort_heatmap_match_get_cohort(
+    app: Flask, served: str, browser: Any, tmp_path: Path
+) -> None:
+    seed(app)
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    problems: list[str] = []
+    page.on(
+        "console",
+        lambda message: (
+            problems.append(message.text) if message.type == "error" else None
+        ),
+    )
+    page.on("pageerror", lambda error: problems.append(str(error)))
+
+    page.goto(f"{served}/bitmapist/")
+    rows = page.locator("#event-table tbody tr")
+    assert rows.evaluate_all("rows => rows.map(row => row.dataset.event)") == [
+        "pay",
+        "play",
+        "signup",
+    ]
+    page.get_by_label("Filter events").fill("si")
+    assert page.locator("#event-table tbody tr:visible").all_inner_texts() == [
+        rows.nth(2).inner_text()
+    ]
+    page.get_by_label("Filter events").fill("nothing")
+    assert page.locator("#event-table-empty").is_visible()
+
+    page.get_by_role("link", name="Cohorts").click()
+    page.get_by_label("Users who did").fill("signup")
+    page.get_by_label("Came back and did").fill("play")
+    page.get_by_role("button", name="Add an event").focus()
+    page.keyboard.press("Enter")
+    page.get_by_label("Operator").select_option("or")
+    page.get_by_label("Additional event").fill("pay")
+    page.get_by_label("Per", exact=True).select_option("days")
+    page.get_by_label("Rows", exact=True).fill("12")
+    page.get_by_label("Columns", exact=True).fill("8")
+    page.get_by_role("button", name="Show cohort").click()
+    page.locator("#heatmap").wait_for()
+
+    cells = page.locator("#heatmap td.cell").evaluate_all(
+        "cells => cells.map(cell => [+cell.dataset.row, +cell.dataset.col, cell.textContent.trim()])"
+    )
+    totals = page.locator("#heatmap td.users").all_inner_texts()
+    with app.app_context():
+        cohort, dates, expected_totals = get_cohort(
+            "signup",
+            "play",
+            additional_events=[{"name": "pay", "op": "or"}],
+            time_group="days",
+            num_rows=12,
+            num_cols=8,
+        )
+    shown: list[list[int | None]] = [[None] * 8 for _ in range(12)]
+    for row, col, text in cells:
+        shown[row][col] = int(text) if text else None
+    assert shown == cohort
+    assert [int(total) for total in totals] == expected_totals
+    assert any(cell for row in cohort for cell in row), "the seed made an empty cohort"
+    first_period = page.locator("#heatmap tbody th").first.inner_text()
+    assert first_period == dates[0].date().isoformat()
+
+    assert "primary_event=signup" in page.url and "additional_event=pay" in page.url
+    csv_link = page.get_by_role("link", name="Download CSV")
+    assert csv_link.is_visible()
+    assert "format=csv" in (csv_link.get_attribute("href") or "")
+
+    assert problems == [], "a script error or a Content-Security-Policy violation"
+
+    page.get_by_label("Rows", exact=True).fill("0")
+    page.get_by_label("Rows", exact=True).evaluate(
+        "input => input.form.noValidate = true"
+    )
+    page.get_by_role("button", name="Show cohort").click()
+    alert = page.get_by_role("alert")
+    alert.wait_for()
+    assert alert.inner_text() == "num_rows: must be from 1 to 366, got 0."
+
+    page.screenshot(path=tmp_path / "heatmap.png", full_page=True)
+    assert (tmp_path / "heatmap.png").stat().st_size > 10_000
+    assert problems == [
+        "Failed to load resource: the server responded with a status of 400 "
+        "(BAD REQUEST)"
+    ]
