@@ -1,15 +1,19 @@
 """The ``flask bitmapist`` command group.
 
 Exit codes: 0 success; 1 a check found problems or a command failed (the
-reason is one line on stderr); 2 the command line itself is wrong (click).
+reason is one line on stderr, without a traceback: Redis unreachable, an
+unknown event, a bad date, ...); 2 the command line itself is wrong (click).
 """
 
 from __future__ import annotations
 
+import difflib
 import itertools
+import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from datetime import date, datetime, timezone
 from typing import IO, Any
 
 import click
@@ -18,16 +22,39 @@ from flask import current_app
 from flask.cli import AppGroup
 
 from .importer import Format, MalformedLine, import_marks, read_marks
+from .maintenance import delete_keys, expired_keys, memory_by_event, memory_by_key
+from .queries import count_events, list_event_names
+from .report import CohortReport, CohortRequest, FieldError
+from .seed import seed_events
+from .state import AppState
 
-bitmapist_cli = AppGroup("bitmapist", help="Inspect and maintain flask-bitmapist.")
+
+class _BitmapistGroup(AppGroup):
+    """Turns a Redis error in any command into one line on stderr and exit 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except redis.RedisError as error:
+            raise click.ClickException(f"Redis is unreachable: {error}") from None
+
+
+bitmapist_cli = _BitmapistGroup(
+    "bitmapist", help="Inspect and maintain flask-bitmapist's analytics store."
+)
 rules_cli = AppGroup("rules", help="YAML tracking rules.")
 bitmapist_cli.add_command(rules_cli)
+
+
+def _state() -> AppState:
+    state: AppState = current_app.extensions["bitmapist"].state()
+    return state
 
 
 @rules_cli.command("check")
 def check_rules() -> None:
     """List the rules whose endpoint or path matches no route; exit 1 if any."""
-    state = current_app.extensions["bitmapist"].state()
+    state = _state()
     rules = state.ruleset.rules
     unmatched = state.ruleset.unmatched(current_app)
     for rule in unmatched:
@@ -69,7 +96,7 @@ def import_command(
     0 all imported; 1 lines were skipped, nothing could be imported (--strict),
     or Redis is unreachable.
     """
-    state = current_app.extensions["bitmapist"].state()
+    state = _state()
     first_line = source.readline()
     lines = itertools.chain([first_line], source)
     chosen: Format = _detect_format(source, first_line) if fmt == "auto" else fmt  # type: ignore[assignment]
@@ -125,3 +152,278 @@ def _detect_format(source: IO[str], first_line: str) -> Format:
     if isinstance(name, str) and name.lower().endswith((".jsonl", ".ndjson", ".json")):
         return "jsonl"
     return "jsonl" if first_line.lstrip().startswith("{") else "csv"
+
+
+@bitmapist_cli.command("events")
+@click.option("--prefix", default="", help="Only the events that start with it.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def events_command(prefix: str, as_json: bool) -> None:
+    """List the events with their users today, this ISO week, this month and
+    this year (UTC)."""
+    counts = count_events(list_event_names(prefix))
+    if as_json:
+        click.echo(
+            json.dumps(
+                [
+                    {"event": name, **vars(period_counts)}
+                    for name, period_counts in counts.items()
+                ],
+                indent=2,
+            )
+        )
+        return
+    rows = [
+        [name, str(c.day), str(c.week), str(c.month), str(c.year)]
+        for name, c in counts.items()
+    ]
+    _print_table(["event", "today", "week", "month", "year"], rows)
+
+
+class _ChainCommand(click.Command):
+    """Keeps the order of ``--and`` and ``--or`` across both options, which
+    click collects separately, since ``A --and B --or C`` differs from
+    ``A --or C --and B``."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        chain: list[dict[str, str]] = []
+        tokens = iter(args)
+        for token in tokens:
+            if token == "--":
+                break
+            for op in ("and", "or"):
+                if token == f"--{op}":
+                    chain.append({"name": next(tokens, ""), "op": op})
+                elif token.startswith(f"--{op}="):
+                    chain.append({"name": token.split("=", 1)[1], "op": op})
+        ctx.meta["bitmapist.chain"] = chain
+        return super().parse_args(ctx, args)
+
+
+@bitmapist_cli.command("cohort", cls=_ChainCommand)
+@click.argument("primary")
+@click.argument("secondary")
+@click.option(
+    "--and", "and_events", multiple=True, metavar="EVENT", help="AND an event."
+)
+@click.option("--or", "or_events", multiple=True, metavar="EVENT", help="OR an event.")
+@click.option(
+    "--time-group",
+    type=click.Choice(["days", "weeks", "months", "years"]),
+    default="days",
+    show_default=True,
+)
+@click.option("--rows", type=click.IntRange(1, 366), default=10, show_default=True)
+@click.option("--cols", type=click.IntRange(1, 366), default=10, show_default=True)
+@click.option("--percent", is_flag=True, help="Cells as a percent of the row.")
+@click.option(
+    "--with-replacement", is_flag=True, help="Count users in every period they return."
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+)
+def cohort_command(
+    primary: str,
+    secondary: str,
+    and_events: tuple[str, ...],
+    or_events: tuple[str, ...],
+    time_group: str,
+    rows: int,
+    cols: int,
+    percent: bool,
+    with_replacement: bool,
+    fmt: str,
+) -> None:
+    """Print the cohort of PRIMARY and SECONDARY: the numbers of get_cohort.
+
+    --and and --or chain more events to SECONDARY in the order given; each OR
+    binds to the event before it.
+    """
+    chain = click.get_current_context().meta["bitmapist.chain"]
+    try:
+        request = CohortRequest.from_json(
+            {
+                "primary_event": primary,
+                "secondary_event": secondary,
+                "additional_events": chain,
+                "time_group": time_group,
+                "num_rows": rows,
+                "num_cols": cols,
+                "as_percent": percent,
+                "with_replacement": with_replacement,
+            }
+        )
+    except FieldError as error:
+        raise click.ClickException(str(error)) from None
+    known = set(list_event_names())
+    named = [request.primary_event, request.secondary_event]
+    named += [name for name, _ in request.additional_events]
+    for name in named:
+        if name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else "."
+            raise click.ClickException(f"Unknown event {name!r}{hint}")
+    report = request.run()
+    if fmt == "json":
+        click.echo(json.dumps(report.to_json(), indent=2))
+    elif fmt == "csv":
+        click.echo(report.to_csv(), nl=False)
+    else:
+        _print_cohort(report)
+
+
+def _print_cohort(report: CohortReport) -> None:
+    request = report.request
+    cells: Sequence[Sequence[float | int | None]] = (
+        report.percentages if request.as_percent else report.cohort
+    )
+    averages = report.average_percentages if request.as_percent else report.averages
+
+    def show(value: float | int | None) -> str:
+        if value is None:
+            return ""
+        if request.as_percent:
+            return f"{value:.1f}%"
+        return f"{value:.1f}" if isinstance(value, float) else str(value)
+
+    header = ["period", "users", *map(report.column_label, range(request.num_cols))]
+    rows = [
+        [report.period_label(index), str(total), *map(show, row)]
+        for index, (total, row) in enumerate(zip(report.row_totals, cells, strict=True))
+    ]
+    rows.append(["average", f"{report.users_average:.1f}", *map(show, averages)])
+    rows.append(["total", str(report.users_total), *map(str, report.column_totals)])
+    _print_table(header, rows)
+
+
+def _print_table(header: list[str], rows: list[list[str]]) -> None:
+    widths = [
+        max(len(row[column]) for row in [header, *rows])
+        for column in range(len(header))
+    ]
+
+    def line(cells: list[str]) -> str:
+        first, *rest = cells
+        return "  ".join(
+            [first.ljust(widths[0])]
+            + [cell.rjust(width) for cell, width in zip(rest, widths[1:], strict=True)]
+        ).rstrip()
+
+    click.echo(line(header))
+    for row in rows:
+        click.echo(line(row))
+
+
+@bitmapist_cli.command("seed")
+@click.option(
+    "--users", type=click.IntRange(1, 1_000_000), default=2000, show_default=True
+)
+@click.option("--days", type=click.IntRange(1, 3660), default=90, show_default=True)
+@click.option("--seed", "seed_number", type=int, default=0, show_default=True)
+@click.option(
+    "--yes", is_flag=True, help="Do not ask before adding to a store with events."
+)
+def seed_command(users: int, days: int, seed_number: int, yes: bool) -> None:
+    """Fill the store with realistic fake data: USERS users who sign up over
+    the last DAYS days and come back less and less. For demos and trials:
+    never run it on a production store."""
+    state = _state()
+    if (
+        not yes
+        and list_event_names()
+        and not click.confirm("The store already has events; add fake ones to them?")
+    ):
+        raise click.ClickException("Nothing was seeded.")
+    with click.progressbar(length=users, label="Seeding", file=sys.stderr) as bar:
+        written = seed_events(
+            state.client, users, days, seed_number, progress=bar.update
+        )
+    click.echo(f"Seeded {written} events of {users} users over {days} days.")
+
+
+def _parse_date(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise click.ClickException(
+            f"--before must be a date as YYYY-MM-DD, got {value!r}."
+        ) from None
+
+
+@bitmapist_cli.command("purge")
+@click.option("--before", "before_text", required=True, metavar="YYYY-MM-DD")
+@click.option("--dry-run", is_flag=True, help="List what would go, delete nothing.")
+def purge_command(before_text: str, dry_run: bool) -> None:
+    """Delete the keys of the periods (hours, days, ISO weeks, months) that end
+    on or before the start of DATE (UTC), to reclaim their memory. Unique keys
+    and keys of periods that reach into DATE stay. Uses SCAN, never KEYS."""
+    before = datetime.combine(
+        _parse_date(before_text), datetime.min.time(), timezone.utc
+    )
+    client = _state().client
+    keys = sorted(expired_keys(client, before))
+    sizes = memory_by_key(client, keys) if dry_run else {}
+    if dry_run:
+        for key in keys:
+            click.echo(f"{key}\t{sizes[key]}")
+        total = sum(sizes.values())
+        click.echo(f"Would delete {len(keys)} keys holding {_bytes(total)}.", err=True)
+        return
+    deleted = delete_keys(client, keys)
+    click.echo(f"Deleted {deleted} keys of periods that ended before {before_text}.")
+
+
+@bitmapist_cli.command("stats")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+def stats_command(as_json: bool) -> None:
+    """Memory and keys per event, and the writer's counters."""
+    state = _state()
+    usage = memory_by_event(state.client)
+    writer = state.writer.stats()
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "events": [
+                        {"event": name, "keys": keys, "bytes": size}
+                        for name, (keys, size) in usage.items()
+                    ],
+                    "writer": {
+                        **vars(writer),
+                        "last_error_at": writer.last_error_at.isoformat()
+                        if writer.last_error_at
+                        else None,
+                    },
+                },
+                indent=2,
+            )
+        )
+        return
+    _print_table(
+        ["event", "keys", "memory"],
+        [[name, str(keys), _bytes(size)] for name, (keys, size) in usage.items()],
+    )
+    total_keys = sum(keys for keys, _ in usage.values())
+    total_bytes = sum(size for _, size in usage.values())
+    click.echo(f"{len(usage)} events, {total_keys} keys, {_bytes(total_bytes)}.")
+    click.echo(
+        f"Writer ({writer.mode}): queued {writer.queued}, "
+        f"written {writer.written}, retried {writer.retried}, "
+        f"dropped {writer.dropped}, pending {writer.pending}; "
+        f"last error: {writer.last_error or 'none'}"
+        + (f" at {writer.last_error_at.isoformat()}" if writer.last_error_at else "")
+    )
+
+
+def _bytes(size: int) -> str:
+    if size < 1024:
+        return f"{size} B"
+    amount = float(size)
+    for unit in ("KiB", "MiB", "GiB"):
+        amount /= 1024
+        if amount < 1024 or unit == "GiB":
+            break
+    return f"{amount:.1f} {unit}"

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 from collections import Counter
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 import redis
@@ -87,3 +91,18 @@ def test_seed_writes_the_marks_once_and_retention_falls(
     ]
     assert sum(week_three) / len(week_three) < sum(week_one) / len(week_one)
     assert len(DayEvents.from_date("user:logged_in", NOW)) > 0
+
+
+def test_seed_script_outside_flask(redis_url: str, client: redis.Redis) -> None:
+    script = Path(__file__).parent.parent / "scripts" / "seed.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--redis-url", redis_url, "--users", "40",
+         "--days", "5", "--seed", "2"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert re.fullmatch(
+        r"Seeded [1-9]\d* events of 40 users over 5 days.\n", result.stdout
+    )
+    assert client.exists(f"trackist_user:created_{datetime.now(timezone.utc).year}-"
+                         f"{datetime.now(timezone.utc).month}")  # fmt: skip

@@ -1,0 +1,285 @@
+"""The ``flask bitmapist`` commands: events, cohort, seed, purge and stats,
+their output, and their one-line errors with exit code 1."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+import redis
+from conftest import AppFactory
+from flask import Flask
+
+from flask_bitmapist import count_events, get_cohort, mark_event
+from flask_bitmapist.maintenance import period_end, split_key
+from flask_bitmapist.testing import free_port
+
+NOW = datetime.now(timezone.utc)
+
+
+def run(app: Flask, *args: str, input: str | None = None) -> Any:
+    return app.test_cli_runner().invoke(args=["bitmapist", *args], input=input)
+
+
+@pytest.fixture
+def seeded(app: Flask) -> Flask:
+    with app.app_context():
+        for days_ago, users in ((0, range(6)), (1, range(6, 10)), (2, range(10, 13))):
+            when = NOW - timedelta(days=days_ago)
+            for user in users:
+                mark_event("signup", user, now=when)
+            for user in list(users)[::2]:
+                mark_event("play", user, now=when)
+        mark_event("play", 10, now=NOW)
+        mark_event("pay", 11, now=NOW)
+        mark_event("pay", 1, now=NOW)
+    return app
+
+
+# events
+
+
+def test_events_prints_a_table_of_the_four_counts(seeded: Flask) -> None:
+    result = run(seeded, "events")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].split() == ["event", "today", "week", "month", "year"]
+    with seeded.app_context():
+        counts = count_events(["pay", "play", "signup"])
+    for line, (name, count) in zip(lines[1:], counts.items(), strict=True):
+        assert line.split() == [
+            name,
+            *map(str, (count.day, count.week, count.month, count.year)),
+        ]
+
+
+def test_events_json_and_prefix(seeded: Flask) -> None:
+    result = run(seeded, "events", "--json", "--prefix", "p")
+    data = json.loads(result.output)
+    assert [item["event"] for item in data] == ["pay", "play"]
+    assert data[0] == {"event": "pay", "day": 2, "week": 2, "month": 2, "year": 2}
+
+
+# cohort
+
+
+def test_cohort_keeps_the_order_of_and_and_or(seeded: Flask) -> None:
+    # signup, then play --or pay --and signup: (play | pay) & signup.
+    result = run(
+        seeded, "cohort", "signup", "play", "--or", "pay", "--and=signup",
+        "--rows", "3", "--cols", "3", "--format", "json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    with seeded.app_context():
+        cohort, dates, totals = get_cohort(
+            "signup",
+            "play",
+            [{"name": "pay", "op": "or"}, {"name": "signup", "op": "and"}],
+            num_rows=3,
+            num_cols=3,
+        )
+        reordered, _, _ = get_cohort(
+            "signup",
+            "play",
+            [{"name": "signup", "op": "and"}, {"name": "pay", "op": "or"}],
+            num_rows=3,
+            num_cols=3,
+        )
+    data = json.loads(result.output)
+    assert data["cohort"] == cohort
+    assert data["row_totals"] == totals
+    assert data["dates"] == [date.isoformat() for date in dates]
+    assert data["request"]["additional_events"] == [
+        {"name": "pay", "op": "or"},
+        {"name": "signup", "op": "and"},
+    ]
+    assert reordered != cohort, "the test data cannot tell the orders apart"
+
+
+def test_cohort_table_and_csv(seeded: Flask) -> None:
+    with seeded.app_context():
+        cohort, dates, totals = get_cohort("signup", "play", num_rows=3, num_cols=2)
+    table = run(seeded, "cohort", "signup", "play", "--rows", "3", "--cols", "2")
+    assert table.exit_code == 0
+    lines = table.output.splitlines()
+    assert lines[0].split() == ["period", "users", "+0", "days", "+1", "days"]
+    for line, date, total, row in zip(lines[1:4], dates, totals, cohort, strict=True):
+        assert line.split() == [
+            date.date().isoformat(),
+            str(total),
+            *(str(cell) for cell in row if cell is not None),
+        ]
+    assert lines[4].split()[0] == "average" and lines[5].split()[0] == "total"
+    rows = list(
+        csv.reader(
+            io.StringIO(
+                run(seeded, "cohort", "signup", "play", "--rows", "3", "--cols", "2",
+                    "--format", "csv").output
+            )
+        )
+    )  # fmt: skip
+    assert rows[1] == [
+        dates[0].date().isoformat(),
+        str(totals[0]),
+        *map(str, cohort[0]),
+    ]
+    percent = run(
+        seeded, "cohort", "signup", "play", "--rows", "3", "--cols", "2", "--percent"
+    )
+    assert f"{100 * cohort[0][0] / totals[0]:.1f}%" in percent.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["signup", "plya"], "Error: Unknown event 'plya'; did you mean play?"),
+        (["signup", "play", "--or", "nothing"], "Error: Unknown event 'nothing'."),
+        (["signup", "a b"], "Error: secondary_event: must not contain whitespace"),
+    ],
+)
+def test_cohort_errors_are_one_line_and_exit_1(
+    seeded: Flask, args: list[str], message: str
+) -> None:
+    result = run(seeded, "cohort", *args)
+    assert result.exit_code == 1
+    assert result.output.startswith(message)
+    assert len(result.output.splitlines()) == 1
+    assert "Traceback" not in result.output
+
+
+def test_cohort_bad_rows_is_a_usage_error(seeded: Flask) -> None:
+    result = run(seeded, "cohort", "signup", "play", "--rows", "0")
+    assert result.exit_code == 2
+    assert "0 is not in the range 1<=x<=366" in result.output
+
+
+# seed
+
+
+def test_seed_fills_an_empty_store_and_asks_before_adding(
+    app: Flask, client: redis.Redis
+) -> None:
+    result = run(app, "seed", "--users", "30", "--days", "10", "--seed", "4")
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[-1].startswith("Seeded ")
+    assert client.exists("trackist_user:created_" + f"{NOW.year}-{NOW.month}")
+    refused = run(app, "seed", "--users", "30", input="n\n")
+    assert refused.exit_code == 1
+    assert "Error: Nothing was seeded." in refused.output
+    assert run(app, "seed", "--users", "30", "--yes").exit_code == 0
+
+
+# purge
+
+
+def test_period_ends() -> None:
+    utc = timezone.utc
+    assert period_end("2026-12") == datetime(2027, 1, 1, tzinfo=utc)
+    assert period_end("2026-2-28") == datetime(2026, 3, 1, tzinfo=utc)
+    assert period_end("W2026-53") == datetime(2027, 1, 4, tzinfo=utc)
+    assert period_end("W2026-54") is None
+    assert period_end("2026-11-22-23") == datetime(2026, 11, 23, tzinfo=utc)
+    assert period_end("u") is None
+    assert split_key("trackist_a_b_2026-1") == ("a_b", "2026-1")
+    assert split_key("trackist_bitop_fb_0a_1") is None
+
+
+def test_purge_dry_run_lists_then_purge_deletes_only_ended_periods(
+    app: Flask, client: redis.Redis
+) -> None:
+    app.config["BITMAPIST_TRACK_UNIQUE"] = True
+    with app.app_context():
+        mark_event("visit", 1, now=datetime(2026, 1, 31, 23), track_hourly=True)
+        mark_event("visit", 2, now=datetime(2026, 2, 2, 8), track_unique=True)
+    before = sorted(key.decode() for key in client.keys("*"))
+    assert before == [
+        "trackist_visit_2026-1",
+        "trackist_visit_2026-1-31",
+        "trackist_visit_2026-1-31-23",
+        "trackist_visit_2026-2",
+        "trackist_visit_2026-2-2",
+        "trackist_visit_W2026-5",
+        "trackist_visit_W2026-6",
+        "trackist_visit_u",
+    ]
+    dry = run(app, "purge", "--before", "2026-02-02", "--dry-run")
+    assert dry.exit_code == 0
+    gone = [
+        "trackist_visit_2026-1",
+        "trackist_visit_2026-1-31",
+        "trackist_visit_2026-1-31-23",
+        "trackist_visit_W2026-5",
+    ]
+    listed = [line.split("\t") for line in dry.stdout.splitlines()]
+    assert [key for key, _ in listed] == gone
+    sizes = [int(size) for _, size in listed]
+    assert all(size > 0 for size in sizes)
+    assert dry.stderr == f"Would delete 4 keys holding {sum(sizes)} B.\n"
+    assert sorted(key.decode() for key in client.keys("*")) == before
+
+    result = run(app, "purge", "--before", "2026-02-02")
+    assert result.exit_code == 0
+    assert result.output == "Deleted 4 keys of periods that ended before 2026-02-02.\n"
+    assert sorted(key.decode() for key in client.keys("*")) == sorted(
+        set(before) - set(gone)
+    )
+
+
+def test_purge_bad_date_is_one_line_and_exit_1(app: Flask) -> None:
+    result = run(app, "purge", "--before", "2026-13-01")
+    assert result.exit_code == 1
+    assert result.output == (
+        "Error: --before must be a date as YYYY-MM-DD, got '2026-13-01'.\n"
+    )
+
+
+# stats
+
+
+def test_stats_memory_per_event_and_writer_counters(seeded: Flask) -> None:
+    text = run(seeded, "stats")
+    assert text.exit_code == 0
+    lines = text.output.splitlines()
+    assert lines[0].split() == ["event", "keys", "memory"]
+    assert [line.split()[0] for line in lines[1:4]] == ["pay", "play", "signup"]
+    assert lines[4].startswith("3 events, ")
+    assert lines[5].startswith("Writer (sync): queued 23, written 23, retried 0,")
+    data = json.loads(run(seeded, "stats", "--json").output)
+    signup = data["events"][2]
+    assert signup["event"] == "signup"
+    days = {(NOW - timedelta(days=ago)).date() for ago in range(3)}
+    periods = (
+        len(days)
+        + len({d.isocalendar()[:2] for d in days})
+        + len({(d.year, d.month) for d in days})
+    )
+    assert signup["keys"] == periods
+    assert signup["bytes"] > 0
+    assert data["writer"]["mode"] == "sync"
+
+
+# errors
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["events"],
+        ["cohort", "a", "b"],
+        ["stats"],
+        ["purge", "--before", "2026-01-01"],
+        ["seed", "--users", "3"],
+    ],
+)
+def test_redis_unreachable_is_one_line_and_exit_1(
+    make_app: AppFactory, args: list[str]
+) -> None:
+    app = make_app(redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    result = run(app, *args)
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: Redis is unreachable: ")
+    assert len(result.output.splitlines()) == 1

@@ -1,0 +1,53 @@
+"""Every public function and class has a docstring, and the docs reference
+every public name."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import flask_bitmapist
+from flask_bitmapist import dashboard, maintenance, report, seed, testing
+
+DOCS = Path(__file__).parent.parent / "docs"
+OWN_MODULES = (flask_bitmapist, report, maintenance, seed, testing, dashboard.chart)
+
+
+def public_objects() -> list[tuple[str, object]]:
+    found = []
+    for module in OWN_MODULES:
+        names = getattr(module, "__all__", None) or [
+            name
+            for name, value in vars(module).items()
+            if not name.startswith("_")
+            and (inspect.isfunction(value) or inspect.isclass(value))
+            and value.__module__ == module.__name__
+        ]
+        found += [
+            (f"{module.__name__}.{name}", getattr(module, name)) for name in names
+        ]
+    return found
+
+
+def test_every_public_function_and_class_has_a_docstring() -> None:
+    missing = [
+        name
+        for name, value in public_objects()
+        if (inspect.isfunction(value) or inspect.isclass(value))
+        and value.__module__.startswith("flask_bitmapist")
+        # A dataclass without a docstring gets its signature as one.
+        and (not value.__doc__ or value.__doc__.startswith(f"{value.__name__}("))
+    ]
+    assert missing == []
+
+
+def test_the_api_reference_names_every_export() -> None:
+    api = (DOCS / "api.rst").read_text()
+    own = [
+        name
+        for name in flask_bitmapist.__all__
+        if getattr(getattr(flask_bitmapist, name), "__module__", "").startswith(
+            "flask_bitmapist"
+        )
+    ]
+    assert [name for name in own if name not in api] == []
