@@ -11,6 +11,11 @@
     ``bitmapist.mark_event`` over the same events, and the import's SETBITs/s
     against ``redis-benchmark`` sending pipelined SETBITs to the same server.
 
+(g) The dashboard overview's counts (today, week, month, year) of 100
+    events in one pipeline (``count_events``) against the original
+    dashboard's loop of ``len(DayEvents(...))``, ``WeekEvents``,
+    ``MonthEvents`` and ``YearEvents`` per event.
+
     python scripts/bench_queries.py --redis-url redis://127.0.0.1:6379/13
     python scripts/bench_queries.py --quick
 
@@ -44,9 +49,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from reference import reference_cohort
 
-from flask_bitmapist import DayEvents, FlaskBitmapist, get_cohort
+from flask_bitmapist import (
+    DayEvents,
+    FlaskBitmapist,
+    MonthEvents,
+    WeekEvents,
+    YearEvents,
+    count_events,
+    get_cohort,
+)
 from flask_bitmapist.importer import import_marks, read_marks
 from flask_bitmapist.testing import RedisProcess
+from flask_bitmapist.writer import Mark
 
 NOW = datetime(2026, 3, 31, 12, tzinfo=timezone.utc)
 
@@ -210,13 +224,76 @@ def redis_benchmark_setbits(redis_url: str, requests: int) -> float | None:
     return float(found.group(1)) if found else None
 
 
+def overview_benchmark(
+    redis_url: str, events: int, marks_per_event: int, repeats: int
+) -> None:
+    client = redis.Redis.from_url(redis_url)
+    chance = random.Random(5)
+    names = [f"event{index:03d}" for index in range(events)]
+    marks = (
+        (number, mark)
+        for number, mark in enumerate(
+            (
+                Mark(
+                    name,
+                    chance.randrange(100_000),
+                    NOW - timedelta(days=chance.randrange(90)),
+                    False,
+                    False,
+                )
+                for name in names
+                for _ in range(marks_per_event)
+            ),
+            1,
+        )
+    )
+    import_marks(client, marks)
+    app = Flask("bench_overview")
+    app.config.update(TESTING=True, BITMAPIST_REDIS_URL=redis_url)
+    FlaskBitmapist(app)
+
+    def pipelined() -> Any:
+        with app.app_context():
+            counts = count_events(names, now=NOW)
+        return [[c.day, c.week, c.month, c.year] for c in counts.values()]
+
+    def original() -> Any:
+        iso_year, iso_week, _ = NOW.isocalendar()
+        return [
+            [
+                len(DayEvents(name, NOW.year, NOW.month, NOW.day, system=client)),
+                len(WeekEvents(name, iso_year, iso_week, system=client)),
+                len(MonthEvents(name, NOW.year, NOW.month, system=client)),
+                len(YearEvents(name, NOW.year, system=client)),
+            ]
+            for name in names
+        ]
+
+    ours, theirs = [], []
+    for _ in range(repeats):
+        seconds, result = timed(pipelined)
+        ours.append(seconds)
+        seconds, expected = timed(original)
+        theirs.append(seconds)
+        if result != expected:
+            raise AssertionError("count_events and the original loop disagree")
+    print(f"\n(g) dashboard overview counts of {events} events, median of {repeats}")
+    print(f"  count_events (one pipeline) {statistics.median(ours) * 1000:9.1f} ms")
+    print(f"  original per-event loop     {statistics.median(theirs) * 1000:9.1f} ms")
+    ratio = statistics.median(theirs) / statistics.median(ours)
+    print(f"  ratio                       {ratio:9.1f}x faster")
+    client.flushdb()
+
+
 def run(redis_url: str, quick: bool) -> None:
     if quick:
         cohort_benchmark(redis_url, size=5, users_per_day=1_000, repeats=1)
         import_benchmark(redis_url, count=2_000)
+        overview_benchmark(redis_url, events=5, marks_per_event=50, repeats=1)
     else:
         cohort_benchmark(redis_url, size=30, users_per_day=100_000, repeats=7)
         import_benchmark(redis_url, count=1_000_000)
+        overview_benchmark(redis_url, events=100, marks_per_event=2_000, repeats=7)
 
 
 def main() -> None:

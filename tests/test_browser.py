@@ -152,9 +152,20 @@ def test_overview_filter_and_cohort_heatmap_match_get_cohort(
     alert.wait_for()
     assert alert.inner_text() == "num_rows: must be from 1 to 366, got 0."
 
+    cohort_url = page.url
     page.screenshot(path=tmp_path / "heatmap.png", full_page=True)
     assert (tmp_path / "heatmap.png").stat().st_size > 10_000
     assert problems == [
         "Failed to load resource: the server responded with a status of 400 "
         "(BAD REQUEST)"
     ]
+
+    # On a phone the pages fit the screen; the wide heatmap scrolls in its box.
+    page.set_viewport_size({"width": 390, "height": 844})
+    for url in (f"{served}/bitmapist/", cohort_url, f"{served}/bitmapist/event/play"):
+        page.goto(url)
+        overflow = page.evaluate(
+            "document.documentElement.scrollWidth - window.innerWidth"
+        )
+        assert overflow <= 0, url
+    page.screenshot(path=tmp_path / "phone.png", full_page=True)

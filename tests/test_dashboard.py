@@ -8,6 +8,7 @@ import io
 import json
 import re
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from werkzeug.datastructures import MultiDict
 
+import flask_bitmapist
 from flask_bitmapist import CohortRequest, get_cohort, mark_event
 from flask_bitmapist.queries import count_events
 from flask_bitmapist.testing import free_port
@@ -692,3 +694,47 @@ event_names = st.sampled_from(["signup", "play", "pay", XSS, "a/b", "ü"])
 def test_a_request_survives_its_query_string_and_json(request: CohortRequest) -> None:
     assert CohortRequest.from_query(MultiDict(request.to_query())) == request
     assert CohortRequest.from_json(json.loads(json.dumps(request.to_json()))) == request
+
+
+STYLESHEET = (
+    Path(flask_bitmapist.__file__).parent / "dashboard" / "static" / "dashboard.css"
+).read_text()
+
+
+def contrast(first: str, second: str) -> float:
+    """The WCAG 2 contrast ratio of two #rrggbb colours."""
+
+    def luminance(colour: str) -> float:
+        channels = [int(colour[index : index + 2], 16) / 255 for index in (1, 3, 5)]
+        red, green, blue = (
+            value / 12.92 if value <= 0.03928 else ((value + 0.055) / 1.055) ** 2.4
+            for value in channels
+        )
+        return 0.2126 * red + 0.7152 * green + 0.0722 * blue
+
+    light, dark = sorted((luminance(first), luminance(second)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+def test_every_heatmap_shade_keeps_its_text_readable() -> None:
+    ink = re.search(r"--ink: (#\w{6});", STYLESHEET).group(1)  # type: ignore[union-attr]
+    shades = re.findall(
+        r"\.heat-(\d+) \{ background: (#\w{6});(?: color: (#\w{6});)? \}", STYLESHEET
+    )
+    assert [int(level) for level, _, _ in shades] == list(range(11))
+    for level, background, text in shades:
+        assert contrast(background, text or ink) >= 4.5, f"heat-{level}"
+
+
+def test_page_colours_meet_wcag_aa() -> None:
+    colours = dict(re.findall(r"--(\w+): (#\w{6});", STYLESHEET))
+    pairs = [
+        (colours["ink"], colours["paper"]),
+        (colours["ink"], colours["wash"]),
+        (colours["muted"], colours["wash"]),
+        (colours["accent"], colours["paper"]),
+        (colours["danger"], "#fdeceb"),
+        ("#ffffff", "#12263f"),
+        ("#ffffff", colours["accent"]),
+    ]
+    assert [round(contrast(*pair), 1) for pair in pairs if contrast(*pair) < 4.5] == []
