@@ -413,6 +413,30 @@ def test_get_with_query_renders_the_form_and_heatmap_and_downloads(
     assert client.get(f"/bitmapist/cohort?format=csv&{query}").mimetype == "text/csv"
 
 
+def test_get_data_without_fields_is_a_json_400(seeded: Flask) -> None:
+    response = seeded.test_client().get("/bitmapist/cohort?format=json")
+    assert response.status_code == 400
+    assert response.get_json() == {
+        "error": "primary_event: is required.",
+        "field": "primary_event",
+    }
+
+
+def test_overview_says_how_many_events_it_left_out(
+    seeded: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("flask_bitmapist.dashboard.views.MAX_LISTED_EVENTS", 2)
+    html = seeded.test_client().get("/bitmapist/").text
+    assert list(rows_of(html)) == ["pay", "play"]
+    assert "1 more events are not listed; filter by a prefix to see them." in html
+
+
+def test_prefix_glob_characters_match_literally(app: Flask) -> None:
+    mark_days(app, "a*b", {0: range(2)})
+    mark_days(app, "axb", {0: range(3)})
+    assert list(rows_of(app.test_client().get("/bitmapist/?prefix=a*").text)) == ["a*b"]
+
+
 def test_get_with_a_bad_query_shows_the_error_in_the_form(seeded: Flask) -> None:
     page = seeded.test_client().get(
         "/bitmapist/cohort?primary_event=signup&secondary_event=play&num_rows=0"
@@ -738,3 +762,35 @@ def test_page_colours_meet_wcag_aa() -> None:
         ("#ffffff", colours["accent"]),
     ]
     assert [round(contrast(*pair), 1) for pair in pairs if contrast(*pair) < 4.5] == []
+
+
+query_fields = st.sampled_from(
+    [
+        "primary_event",
+        "secondary_event",
+        "additional_event",
+        "additional_op",
+        "time_group",
+        "num_rows",
+        "num_cols",
+        "as_percent",
+        "with_replacement",
+        "format",
+        "other",
+    ]
+)
+
+
+@settings(
+    max_examples=200,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(pairs=st.lists(st.tuples(query_fields, st.text(max_size=12)), max_size=10))
+def test_no_query_string_makes_the_page_answer_500(
+    seeded: Flask, pairs: list[tuple[str, str]]
+) -> None:
+    response = seeded.test_client().get(
+        "/bitmapist/cohort", query_string=MultiDict(pairs)
+    )
+    assert response.status_code in (200, 400), response.text

@@ -3,11 +3,13 @@ every public name."""
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
+import re
 from pathlib import Path
 
 import flask_bitmapist
-from flask_bitmapist import dashboard, maintenance, report, seed, testing
+from flask_bitmapist import Settings, dashboard, maintenance, report, seed, testing
 
 DOCS = Path(__file__).parent.parent / "docs"
 OWN_MODULES = (flask_bitmapist, report, maintenance, seed, testing, dashboard.chart)
@@ -51,3 +53,11 @@ def test_the_api_reference_names_every_export() -> None:
         )
     ]
     assert [name for name in own if name not in api] == []
+
+
+def test_the_configuration_table_has_every_key() -> None:
+    readme = (DOCS.parent / "README.md").read_text()
+    table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    documented = re.findall(r"^\| `BITMAPIST_(\w+)` \|", table, re.MULTILINE)
+    keys = [field.name.upper() for field in dataclasses.fields(Settings)]
+    assert sorted(documented) == sorted(keys)

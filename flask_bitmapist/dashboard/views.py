@@ -156,7 +156,7 @@ def cohort_page() -> Any:
     fmt = request.args.get("format", "html")
     if fmt not in _FORMATS:
         return _field_error(FieldError("format", "must be html, json or csv."))
-    if "primary_event" in request.args:
+    if "primary_event" in request.args or fmt != "html":
         try:
             report = CohortRequest.from_query(request.args).run()
         except FieldError as field_error:
