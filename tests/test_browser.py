@@ -102,6 +102,7 @@ def test_overview_filter_and_cohort_heatmap_match_get_cohort(
     assert page.locator("#event-table-empty").is_visible()
 
     page.get_by_role("link", name="Cohorts").click()
+    assert not page.get_by_role("link", name="Download CSV").is_visible()
     page.get_by_label("Users who did").fill("signup")
     page.get_by_label("Came back and did").fill("play")
     page.get_by_role("button", name="Add an event").focus()
@@ -151,6 +152,8 @@ def test_overview_filter_and_cohort_heatmap_match_get_cohort(
     alert = page.get_by_role("alert")
     alert.wait_for()
     assert alert.inner_text() == "num_rows: must be from 1 to 366, got 0."
+    assert page.locator("#heatmap").count() == 0
+    assert not csv_link.is_visible()
 
     cohort_url = page.url
     page.screenshot(path=tmp_path / "heatmap.png", full_page=True)

@@ -67,9 +67,12 @@ function setUpCohortForm(form) {
     if (button) button.closest(".additional").remove();
   });
 
+  // A stale heatmap beside an error would read as the answer to the new form.
   const showError = (message) => {
     error.textContent = message;
     error.hidden = false;
+    result.replaceChildren();
+    for (const link of Object.values(downloads)) link.hidden = true;
   };
 
   form.addEventListener("submit", async (event) => {
