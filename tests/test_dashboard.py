@@ -794,3 +794,19 @@ def test_no_query_string_makes_the_page_answer_500(
         "/bitmapist/cohort", query_string=MultiDict(pairs)
     )
     assert response.status_code in (200, 400), response.text
+
+
+def test_two_apps_each_show_their_own_store(
+    make_app: AppFactory, other_redis_url: str
+) -> None:
+    first = make_app(name="first")
+    second = make_app(name="second", redis_url=other_redis_url, url_prefix="/stats")
+    mark_days(first, "first:event", {0: range(3)})
+    mark_days(second, "second:event", {0: range(5)})
+    assert rows_of(first.test_client().get("/bitmapist/").text) == {
+        "first:event": [3, 3, 3, 3]
+    }
+    assert rows_of(second.test_client().get("/stats/").text) == {
+        "second:event": [5, 5, 5, 5]
+    }
+    assert second.test_client().get("/bitmapist/").status_code == 404
