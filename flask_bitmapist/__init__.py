@@ -28,6 +28,7 @@ from .ids import MAX_USER_ID, to_user_id, validate_event_name
 from .marking import flush, mark, mark_event, unmark_event
 from .queries import (
     EventHistory,
+    FieldError,
     PeriodCounts,
     TemporaryBitmap,
     chain_events,
@@ -38,7 +39,7 @@ from .queries import (
     list_event_names,
     validate_time_group,
 )
-from .report import CohortReport, CohortRequest, FieldError
+from .report import CohortReport, CohortRequest
 from .rules import RulesError
 from .writer import WriterStats
 

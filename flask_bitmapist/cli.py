@@ -23,9 +23,9 @@ from flask.cli import AppGroup
 
 from .importer import Format, MalformedLine, import_marks, read_marks
 from .maintenance import delete_keys, expired_keys, memory_by_event, memory_by_key
-from .queries import count_events, list_event_names
-from .report import CohortReport, CohortRequest, FieldError
-from .seed import seed_events
+from .queries import FieldError, count_events, list_event_names
+from .report import MAX_PERIODS, CohortReport, CohortRequest
+from .seed import MAX_SEED_DAYS, MAX_SEED_USERS, seed_events
 from .state import AppState
 
 
@@ -212,8 +212,12 @@ class _ChainCommand(click.Command):
     default="days",
     show_default=True,
 )
-@click.option("--rows", type=click.IntRange(1, 366), default=10, show_default=True)
-@click.option("--cols", type=click.IntRange(1, 366), default=10, show_default=True)
+@click.option(
+    "--rows", type=click.IntRange(1, MAX_PERIODS), default=10, show_default=True
+)
+@click.option(
+    "--cols", type=click.IntRange(1, MAX_PERIODS), default=10, show_default=True
+)
 @click.option("--percent", is_flag=True, help="Cells as a percent of the row.")
 @click.option(
     "--with-replacement", is_flag=True, help="Count users in every period they return."
@@ -319,9 +323,11 @@ def _print_table(header: list[str], rows: list[list[str]]) -> None:
 
 @bitmapist_cli.command("seed")
 @click.option(
-    "--users", type=click.IntRange(1, 1_000_000), default=2000, show_default=True
+    "--users", type=click.IntRange(1, MAX_SEED_USERS), default=2000, show_default=True
 )
-@click.option("--days", type=click.IntRange(1, 3660), default=90, show_default=True)
+@click.option(
+    "--days", type=click.IntRange(1, MAX_SEED_DAYS), default=90, show_default=True
+)
 @click.option("--seed", "seed_number", type=int, default=0, show_default=True)
 @click.option(
     "--yes", is_flag=True, help="Do not ask before adding to a store with events."

@@ -62,13 +62,19 @@ def _midnight(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
 
 
-def event_keys(client: redis.Redis) -> Iterator[tuple[str, str, str]]:
-    """Yield ``(key, event name, period)`` for each bitmapist event key."""
-    for raw_key in client.scan_iter(match=f"{_KEY_PREFIX}*", count=10_000):
+def event_keys(client: redis.Redis, prefix: str = "") -> Iterator[tuple[str, str, str]]:
+    """Yield ``(key, event name, period)`` for each bitmapist event key whose
+    event name starts with ``prefix``."""
+    pattern = f"{_KEY_PREFIX}{_escape_glob(prefix)}*"
+    for raw_key in client.scan_iter(match=pattern, count=10_000):
         key = raw_key.decode("utf-8", "replace")
         parts = split_key(key)
         if parts is not None:
             yield key, *parts
+
+
+def _escape_glob(text: str) -> str:
+    return "".join(f"\\{char}" if char in "*?[]\\" else char for char in text)
 
 
 def expired_keys(client: redis.Redis, before: datetime) -> list[str]:

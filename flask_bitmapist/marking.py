@@ -98,31 +98,26 @@ def _submit(
     if user_id is None:
         return
     found = current_app_and_state()
-    if found is not None and system in (None, found[1].settings.redis_system):
-        app, state = found
-        settings = state.settings
-        mark = Mark(
-            event_name,
-            user_id,
-            when,
-            settings.track_hourly if track_hourly is None else track_hourly,
-            settings.track_unique if track_unique is None else track_unique,
-            value,
-        )
-        if value:
-            submit_marks(app, state, (mark,))
-        else:
-            state.writer.submit(mark)
-        return
+    if found is not None and system not in (None, found[1].settings.redis_system):
+        found = None
+    if found is None:
+        hourly, unique = bitmapist.TRACK_HOURLY, bitmapist.TRACK_UNIQUE
+    else:
+        hourly, unique = found[1].settings.track_hourly, found[1].settings.track_unique
     mark = Mark(
         event_name,
         user_id,
         when,
-        bitmapist.TRACK_HOURLY if track_hourly is None else track_hourly,
-        bitmapist.TRACK_UNIQUE if track_unique is None else track_unique,
+        hourly if track_hourly is None else track_hourly,
+        unique if track_unique is None else track_unique,
         value,
     )
-    write_marks(resolve_client(system), (mark,))
+    if found is None:
+        write_marks(resolve_client(system), (mark,))
+    elif value:
+        submit_marks(*found, (mark,))
+    else:
+        found[1].writer.submit(mark)
 
 
 def mark(

@@ -33,6 +33,7 @@ from bitmapist import MixinIter as _MixinIter
 
 from .config import Settings
 from .ids import validate_event_name
+from .maintenance import event_keys
 from .marking import to_utc
 from .state import current_state, resolve_client
 
@@ -48,54 +49,88 @@ _OPERATORS = ("and", "or")
 _TEMP_PREFIX = "trackist_bitop_fb"
 
 
-def validate_time_group(time_group: Any) -> str:
+class FieldError(ValueError):
+    """An argument of a query, or a field of a cohort request, has a value
+    that cannot be used. The message is ``"FIELD: REASON"``.
+
+    :ivar field: the argument's name, with the index of a list item:
+        ``num_rows``, ``additional_events[0].op``.
+    :ivar reason: what is wrong with it, in one sentence.
+    """
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+def validate_time_group(time_group: Any, name: str = "time_group") -> str:
     """Return the plural form of ``time_group``.
 
-    :raises ValueError: unless it is days, weeks, months or years, plural or
+    :raises FieldError: unless it is days, weeks, months or years, plural or
         singular.
     """
     if isinstance(time_group, str):
         plural = time_group if time_group.endswith("s") else f"{time_group}s"
         if plural in TIME_GROUPS:
             return plural
-    raise ValueError(
-        f"time_group must be one of {', '.join(TIME_GROUPS)} (or the singular), "
-        f"got {time_group!r}."
+    raise FieldError(
+        name,
+        f"must be one of {', '.join(TIME_GROUPS)} (or the singular), "
+        f"got {time_group!r}.",
     )
+
+
+def validate_event_field(name: str, value: Any) -> str:
+    """:func:`~flask_bitmapist.validate_event_name`, naming the argument.
+
+    :raises FieldError: for an invalid event name.
+    """
+    try:
+        return validate_event_name(value)
+    except ValueError as error:
+        raise FieldError(name, str(error).removeprefix("Event name ")) from None
 
 
 def validate_chained_events(events: Any, name: str) -> list[tuple[str, str]]:
     """Return ``events`` as ``(event name, op)`` pairs, validating each item.
 
-    :raises ValueError: unless ``events`` is a list of ``{"name": str, "op":
+    :raises FieldError: unless ``events`` is a list of ``{"name": str, "op":
         "and" | "or"}`` dicts with valid event names.
     """
     if events is None:
         return []
     if not isinstance(events, Sequence) or isinstance(events, str):
-        raise ValueError(
-            f"{name} must be a list of {{name, op}} dicts, got {events!r}."
-        )
+        raise FieldError(name, f"must be a list of {{name, op}} dicts, got {events!r}.")
     pairs = []
     for index, item in enumerate(events):
+        item_name = f"{name}[{index}]"
         if not isinstance(item, Mapping) or set(item) != {"name", "op"}:
-            raise ValueError(
-                f"{name}[{index}] must be a dict with exactly the keys 'name' and "
-                f"'op', got {item!r}."
+            raise FieldError(
+                item_name,
+                f"must be a dict with exactly the keys name and op, got {item!r}.",
             )
         if item["op"] not in _OPERATORS:
-            raise ValueError(
-                f"{name}[{index}]['op'] must be 'and' or 'or', got {item['op']!r}."
+            raise FieldError(
+                f"{item_name}.op", f"must be 'and' or 'or', got {item['op']!r}."
             )
-        pairs.append((validate_event_name(item["name"]), item["op"]))
+        pairs.append(
+            (validate_event_field(f"{item_name}.name", item["name"]), item["op"])
+        )
     return pairs
 
 
-def _validate_count(name: str, value: Any) -> int:
+def validate_period_count(
+    name: str, value: Any, maximum: int = MAX_ROWS_OR_COLS
+) -> int:
+    """Return ``value`` if it is an int from 1 to ``maximum``.
+
+    :raises FieldError: otherwise.
+    """
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name} must be an int, got {value!r}.")
-    if not 1 <= value <= MAX_ROWS_OR_COLS:
-        raise ValueError(f"{name} must be from 1 to {MAX_ROWS_OR_COLS}, got {value}.")
+        raise FieldError(name, f"must be an int from 1 to {maximum}, got {value!r}.")
+    if not 1 <= value <= maximum:
+        raise FieldError(name, f"must be from 1 to {maximum}, got {value}.")
     return value
 
 
@@ -319,7 +354,7 @@ def chain_events(
     :returns: the result in a temporary key (see :class:`TemporaryBitmap`).
     :raises ValueError: for invalid names, operators, time group or time.
     """
-    validate_event_name(base_event_name)
+    validate_event_field("base_event_name", base_event_name)
     chained = validate_chained_events(events_to_chain, "events_to_chain")
     group = validate_time_group(time_group)
     when = to_utc(now)
@@ -375,12 +410,12 @@ def get_cohort(
         start (UTC), and each row's number of primary users.
     :raises ValueError: for an invalid argument.
     """
-    validate_event_name(primary_event_name)
-    validate_event_name(secondary_event_name)
+    validate_event_field("primary_event_name", primary_event_name)
+    validate_event_field("secondary_event_name", secondary_event_name)
     chained = validate_chained_events(additional_events, "additional_events")
     group = validate_time_group(time_group)
-    rows = _validate_count("num_rows", num_rows)
-    cols = _validate_count("num_cols", num_cols)
+    rows = validate_period_count("num_rows", num_rows)
+    cols = validate_period_count("num_cols", num_cols)
     when = to_utc(now)
     client = resolve_client(system)
 
@@ -427,9 +462,6 @@ def get_cohort(
     return cohort, dates, totals
 
 
-_EVENT_KEY_PREFIX = "trackist_"
-
-
 def list_event_names(prefix: str = "", system: str | None = None) -> list[str]:
     """The names of every event in Redis that starts with ``prefix``, sorted.
 
@@ -440,19 +472,7 @@ def list_event_names(prefix: str = "", system: str | None = None) -> list[str]:
     :param prefix: keep only the names that start with it.
     :param system: a bitmapist system name; default the current app's.
     """
-    client = resolve_client(system)
-    names: set[str] = set()
-    pattern = f"{_EVENT_KEY_PREFIX}{_escape_glob(prefix)}*"
-    for raw_key in client.scan_iter(match=pattern, count=10_000):
-        key = raw_key.decode("utf-8", "replace")
-        name, separator, _period = key[len(_EVENT_KEY_PREFIX) :].rpartition("_")
-        if separator and name and name != "bitop" and not name.startswith("bitop_"):
-            names.add(name)
-    return sorted(names)
-
-
-def _escape_glob(text: str) -> str:
-    return "".join(f"\\{char}" if char in "*?[]\\" else char for char in text)
+    return sorted({name for _, name, _ in event_keys(resolve_client(system), prefix)})
 
 
 @dataclass(frozen=True)
@@ -522,9 +542,9 @@ def event_history(
     """
     validate_event_name(event_name)
     lengths = {
-        "days": _validate_count("days", days),
-        "weeks": _validate_count("weeks", weeks),
-        "months": _validate_count("months", months),
+        "days": validate_period_count("days", days),
+        "weeks": validate_period_count("weeks", weeks),
+        "months": validate_period_count("months", months),
     }
     when = to_utc(now)
     pipeline = resolve_client(system).pipeline(transaction=False)

@@ -10,12 +10,20 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
-from .ids import validate_event_name
-from .queries import Cohort, get_cohort, validate_time_group
+from .queries import (
+    Cohort,
+    FieldError,
+    get_cohort,
+    validate_chained_events,
+    validate_event_field,
+    validate_period_count,
+    validate_time_group,
+)
 
 MAX_PERIODS = 366
 MAX_ADDITIONAL_EVENTS = 10
@@ -31,19 +39,6 @@ _FIELDS = (
 )
 _TRUE_WORDS = ("1", "true", "on", "yes")
 _FALSE_WORDS = ("", "0", "false", "off", "no")
-
-
-class FieldError(ValueError):
-    """A cohort request field has a value that cannot be used.
-
-    :ivar field: the field's name, as the JSON body spells it.
-    :ivar reason: what is wrong with it, in one sentence.
-    """
-
-    def __init__(self, field: str, reason: str) -> None:
-        super().__init__(f"{field}: {reason}")
-        self.field = field
-        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -77,15 +72,20 @@ class CohortRequest:
         for name in body:
             if name not in _FIELDS:
                 raise FieldError(
-                    str(name)[:100], f"is not a field; the fields are {_field_list()}."
+                    str(name)[:100],
+                    f"is not a field; the fields are {', '.join(_FIELDS)}.",
                 )
         return cls(
             primary_event=_event(body, "primary_event"),
             secondary_event=_event(body, "secondary_event"),
             additional_events=_additional_events(body.get("additional_events", [])),
-            time_group=_time_group(body.get("time_group", "days")),
-            num_rows=_period_count(body, "num_rows"),
-            num_cols=_period_count(body, "num_cols"),
+            time_group=validate_time_group(body.get("time_group", "days")),
+            num_rows=validate_period_count(
+                "num_rows", body.get("num_rows", 10), MAX_PERIODS
+            ),
+            num_cols=validate_period_count(
+                "num_cols", body.get("num_cols", 10), MAX_PERIODS
+            ),
             as_percent=_flag(body, "as_percent"),
             with_replacement=_flag(body, "with_replacement"),
         )
@@ -192,29 +192,32 @@ class CohortReport:
     cohort: Cohort
     dates: list[datetime]
     row_totals: list[int]
-    column_totals: list[int] = field(init=False)
-    averages: list[float | None] = field(init=False)
-    percentages: list[list[float | None]] = field(init=False)
-    average_percentages: list[float | None] = field(init=False)
 
-    def __post_init__(self) -> None:
-        columns = list(zip(*self.cohort, strict=True)) if self.cohort else []
-        percentages = [
+    @cached_property
+    def column_totals(self) -> list[int]:
+        """Each column's cells that are not ``None``, added up."""
+        return [
+            sum(cell for cell in column if cell is not None)
+            for column in zip(*self.cohort, strict=True)
+        ]
+
+    @cached_property
+    def averages(self) -> list[float | None]:
+        """Each column's mean of its cells that are not ``None``."""
+        return [_mean(column) for column in zip(*self.cohort, strict=True)]
+
+    @cached_property
+    def percentages(self) -> list[list[float | None]]:
+        """Each cell as a percent of its row's users."""
+        return [
             [None if cell is None else 100.0 * cell / total for cell in row]
             for row, total in zip(self.cohort, self.row_totals, strict=True)
         ]
-        percent_columns = list(zip(*percentages, strict=True)) if percentages else []
-        set_field = object.__setattr__
-        set_field(
-            self,
-            "column_totals",
-            [sum(cell for cell in column if cell is not None) for column in columns],
-        )
-        set_field(self, "averages", [_mean(column) for column in columns])
-        set_field(self, "percentages", percentages)
-        set_field(
-            self, "average_percentages", [_mean(column) for column in percent_columns]
-        )
+
+    @cached_property
+    def average_percentages(self) -> list[float | None]:
+        """Each column's mean of its percents that are not ``None``."""
+        return [_mean(column) for column in zip(*self.percentages, strict=True)]
 
     @property
     def users_total(self) -> int:
@@ -296,61 +299,18 @@ def _csv_number(value: float | int | None) -> str:
     return f"{value:.2f}"
 
 
-def _field_list() -> str:
-    return ", ".join(_FIELDS)
-
-
 def _event(body: Mapping[str, Any], name: str) -> str:
     if name not in body:
         raise FieldError(name, "is required.")
-    try:
-        return validate_event_name(body[name])
-    except ValueError as error:
-        raise FieldError(name, _event_reason(error)) from None
-
-
-def _event_reason(error: ValueError) -> str:
-    return str(error).removeprefix("Event name ")
+    return validate_event_field(name, body[name])
 
 
 def _additional_events(value: Any) -> tuple[tuple[str, str], ...]:
-    name = "additional_events"
-    if not isinstance(value, list):
-        raise FieldError(name, "must be a list of {name, op} objects.")
-    if len(value) > MAX_ADDITIONAL_EVENTS:
-        raise FieldError(name, f"can hold at most {MAX_ADDITIONAL_EVENTS} events.")
-    pairs = []
-    for index, item in enumerate(value):
-        item_name = f"{name}[{index}]"
-        if not isinstance(item, Mapping) or set(item) != {"name", "op"}:
-            raise FieldError(
-                item_name, "must be an object with exactly the keys name and op."
-            )
-        if item["op"] not in ("and", "or"):
-            raise FieldError(f"{item_name}.op", "must be 'and' or 'or'.")
-        try:
-            pairs.append((validate_event_name(item["name"]), item["op"]))
-        except ValueError as error:
-            raise FieldError(f"{item_name}.name", _event_reason(error)) from None
-    return tuple(pairs)
-
-
-def _time_group(value: Any) -> str:
-    try:
-        return validate_time_group(value)
-    except ValueError:
+    if isinstance(value, list) and len(value) > MAX_ADDITIONAL_EVENTS:
         raise FieldError(
-            "time_group", "must be one of days, weeks, months or years."
-        ) from None
-
-
-def _period_count(body: Mapping[str, Any], name: str) -> int:
-    value = body.get(name, 10)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise FieldError(name, f"must be an integer from 1 to {MAX_PERIODS}.")
-    if not 1 <= value <= MAX_PERIODS:
-        raise FieldError(name, f"must be from 1 to {MAX_PERIODS}, got {value}.")
-    return value
+            "additional_events", f"can hold at most {MAX_ADDITIONAL_EVENTS} events."
+        )
+    return tuple(validate_chained_events(value, "additional_events"))
 
 
 def _flag(body: Mapping[str, Any], name: str) -> bool:
@@ -363,7 +323,7 @@ def _flag(body: Mapping[str, Any], name: str) -> bool:
 def _int_text(name: str, text: str) -> int:
     stripped = text.strip()
     if not (stripped.isascii() and stripped.isdigit()) or len(stripped) > 6:
-        raise FieldError(name, f"must be an integer from 1 to {MAX_PERIODS}.")
+        raise FieldError(name, f"must be an int from 1 to {MAX_PERIODS}, got {text!r}.")
     return int(stripped)
 
 

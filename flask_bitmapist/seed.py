@@ -18,7 +18,6 @@ from datetime import datetime, timedelta
 
 import redis
 
-from .ids import MAX_USER_ID
 from .importer import import_marks
 from .marking import to_utc
 from .writer import Mark
@@ -74,7 +73,7 @@ def generate_marks(
     :param now: the end of the period; naive datetimes are UTC. Default: now.
     :raises ValueError: for an out-of-range argument.
     """
-    _check_range("users", users, min(MAX_SEED_USERS, MAX_USER_ID))
+    _check_range("users", users, MAX_SEED_USERS)
     _check_range("days", days, MAX_SEED_DAYS)
     end = to_utc(now)
     first_day = (end - timedelta(days=days - 1)).replace(

@@ -46,7 +46,7 @@ import redis
 from flask import Flask, request
 
 from flask_bitmapist import FlaskBitmapist, flush, mark
-from flask_bitmapist.testing import RedisProcess, free_port
+from flask_bitmapist.testing import free_port
 from flask_bitmapist.writer import Mark, write_marks
 
 VARIANTS = ("bare", "background", "sync", "rule", "50 unmatched rules")
@@ -260,40 +260,30 @@ def main() -> None:
     # The unmatched rules are meant to match nothing: no warning about them.
     logging.getLogger("flask_bitmapist").setLevel(logging.ERROR)
 
-    private = None
-    if args.redis_url is None:
-        private = RedisProcess(Path(tempfile.mkdtemp()))
-        private.start()
-        args.redis_url = f"{private.url}/15"
-    redis.Redis.from_url(args.redis_url).flushdb()
     rules_folder = Path(tempfile.mkdtemp())
     write_rules_files(rules_folder)
-    try:
+    with bench_queries.bench_redis(args.redis_url) as redis_url:
         print(f"Python {sys.version.split()[0]}, {os.cpu_count()} cores, "
               f"{args.rounds} rounds x {args.requests} requests, medians")  # fmt: skip
         report(
             "(a, b, d) Flask test client",
-            test_client_rates(args.redis_url, rules_folder, args.requests, args.rounds),
+            test_client_rates(redis_url, rules_folder, args.requests, args.rounds),
             "bare",
             "req/s",
         )
         report(
             "(a, b, d) werkzeug server on 127.0.0.1, keep-alive",
-            server_rates(args.redis_url, rules_folder, args.requests, args.rounds),
+            server_rates(redis_url, rules_folder, args.requests, args.rounds),
             "bare",
             "req/s",
         )
         report(
             "(c) marking 3 events",
-            three_marks_rates(args.redis_url, args.requests, args.rounds),
+            three_marks_rates(redis_url, args.requests, args.rounds),
             "3 x bitmapist.mark_event",
             "requests/s",
         )
-        bench_queries.run(args.redis_url, args.quick)
-    finally:
-        redis.Redis.from_url(args.redis_url).flushdb()
-        if private is not None:
-            private.stop()
+        bench_queries.run(redis_url, args.quick)
 
 
 if __name__ == "__main__":

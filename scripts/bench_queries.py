@@ -25,6 +25,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
@@ -36,7 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -305,15 +306,24 @@ def main() -> None:
         "--quick", action="store_true", help="tiny sizes: proves it runs"
     )
     args = parser.parse_args()
+    with bench_redis(args.redis_url) as redis_url:
+        run(redis_url, args.quick)
+
+
+@contextlib.contextmanager
+def bench_redis(redis_url: str | None) -> Iterator[str]:
+    """Yield ``redis_url``, or a private redis-server's when it is None, with
+    the db emptied before and after."""
     private = None
-    if args.redis_url is None:
+    if redis_url is None:
         private = RedisProcess(Path(tempfile.mkdtemp()))
         private.start()
-        args.redis_url = f"{private.url}/15"
+        redis_url = f"{private.url}/15"
+    redis.Redis.from_url(redis_url).flushdb()
     try:
-        run(args.redis_url, args.quick)
+        yield redis_url
     finally:
-        redis.Redis.from_url(args.redis_url).flushdb()
+        redis.Redis.from_url(redis_url).flushdb()
         if private is not None:
             private.stop()
 

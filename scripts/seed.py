@@ -17,16 +17,18 @@ import sys
 import click
 import redis
 
-from flask_bitmapist.seed import seed_events
+from flask_bitmapist.seed import MAX_SEED_DAYS, MAX_SEED_USERS, seed_events
 from flask_bitmapist.store import create_client
 
 
 @click.command(help=__doc__.splitlines()[0])
 @click.option("--redis-url", default="redis://localhost:6379/0", show_default=True)
 @click.option(
-    "--users", type=click.IntRange(1, 1_000_000), default=2000, show_default=True
+    "--users", type=click.IntRange(1, MAX_SEED_USERS), default=2000, show_default=True
 )
-@click.option("--days", type=click.IntRange(1, 3660), default=90, show_default=True)
+@click.option(
+    "--days", type=click.IntRange(1, MAX_SEED_DAYS), default=90, show_default=True
+)
 @click.option("--seed", "seed_number", type=int, default=0, show_default=True)
 def main(redis_url: str, users: int, days: int, seed_number: int) -> None:
     try:

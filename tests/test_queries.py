@@ -363,19 +363,19 @@ def test_a_failing_query_leaves_no_temporary_key(
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"time_group": "hours"}, "time_group must be one of days, weeks, months, years (or the singular), got 'hours'."),
-        ({"time_group": None}, "time_group must be one of days, weeks, months, years (or the singular), got None."),
-        ({"num_rows": 0}, "num_rows must be from 1 to 1000, got 0."),
-        ({"num_cols": 1001}, "num_cols must be from 1 to 1000, got 1001."),
-        ({"num_rows": True}, "num_rows must be an int, got True."),
-        ({"num_cols": "5"}, "num_cols must be an int, got '5'."),
-        ({"additional_events": "paid"}, "additional_events must be a list of {name, op} dicts, got 'paid'."),
-        ({"additional_events": [{"name": "paid"}]}, "additional_events[0] must be a dict with exactly the keys 'name' and 'op', got {'name': 'paid'}."),
-        ({"additional_events": [{"name": "paid", "op": "and", "x": 1}]}, "additional_events[0] must be a dict with exactly the keys 'name' and 'op'"),
-        ({"additional_events": [{"name": "paid", "op": "xor"}]}, "additional_events[0]['op'] must be 'and' or 'or', got 'xor'."),
-        ({"additional_events": [{"name": "", "op": "and"}]}, "Event name must not be empty."),
-        ({"primary_event_name": "a b"}, "Event name must not contain whitespace"),
-        ({"secondary_event_name": 5}, "Event name must be a str, got 5."),
+        ({"time_group": "hours"}, "time_group: must be one of days, weeks, months, years (or the singular), got 'hours'."),
+        ({"time_group": None}, "time_group: must be one of days, weeks, months, years (or the singular), got None."),
+        ({"num_rows": 0}, "num_rows: must be from 1 to 1000, got 0."),
+        ({"num_cols": 1001}, "num_cols: must be from 1 to 1000, got 1001."),
+        ({"num_rows": True}, "num_rows: must be an int from 1 to 1000, got True."),
+        ({"num_cols": "5"}, "num_cols: must be an int from 1 to 1000, got '5'."),
+        ({"additional_events": "paid"}, "additional_events: must be a list of {name, op} dicts, got 'paid'."),
+        ({"additional_events": [{"name": "paid"}]}, "additional_events[0]: must be a dict with exactly the keys name and op, got {'name': 'paid'}."),
+        ({"additional_events": [{"name": "paid", "op": "and", "x": 1}]}, "additional_events[0]: must be a dict with exactly the keys name and op"),
+        ({"additional_events": [{"name": "paid", "op": "xor"}]}, "additional_events[0].op: must be 'and' or 'or', got 'xor'."),
+        ({"additional_events": [{"name": "", "op": "and"}]}, "additional_events[0].name: must not be empty."),
+        ({"primary_event_name": "a b"}, "primary_event_name: must not contain whitespace"),
+        ({"secondary_event_name": 5}, "secondary_event_name: must be a str, got 5."),
         ({"now": 1700000000}, "now must be a datetime, got 1700000000."),
     ],
 )  # fmt: skip
@@ -393,12 +393,12 @@ def test_bad_cohort_arguments(app: Flask, kwargs: dict[str, Any], message: str) 
 def test_bad_chain_and_event_data_arguments(app: Flask) -> None:
     with app.app_context():
         with pytest.raises(
-            ValueError, match=r"events_to_chain\[0\]\['op'\] must be 'and' or 'or'"
+            ValueError, match=r"events_to_chain\[0\]\.op: must be 'and' or 'or'"
         ):
             chain_events("a", [{"name": "b", "op": "nand"}], NOW, "days")
-        with pytest.raises(ValueError, match="time_group must be one of"):
+        with pytest.raises(ValueError, match="time_group: must be one of"):
             chain_events("a", [], NOW, "fortnights")
-        with pytest.raises(ValueError, match="time_group must be one of"):
+        with pytest.raises(ValueError, match="time_group: must be one of"):
             get_event_data("a", "hour")
         with pytest.raises(ValueError, match="Event name must be a str"):
             get_event_data(None)  # type: ignore[arg-type]

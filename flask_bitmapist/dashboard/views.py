@@ -22,11 +22,12 @@ from werkzeug.exceptions import HTTPException
 from ..ids import validate_event_name
 from ..queries import (
     TIME_GROUPS,
+    FieldError,
     count_events,
     event_history,
     list_event_names,
 )
-from ..report import CohortReport, CohortRequest, FieldError
+from ..report import CohortReport, CohortRequest
 from ..state import current_state
 from .chart import bar_chart
 
@@ -111,7 +112,7 @@ def _wants_json() -> bool:
 def overview() -> str:
     """Every event with its users today, this week, this month and this year."""
     prefix = request.args.get("prefix", "")
-    if prefix and not _valid_prefix(prefix):
+    if prefix and not _is_event_name(prefix):
         abort(400, "prefix must be the start of an event name.")
     names = list_event_names(prefix)
     listed = names[:MAX_LISTED_EVENTS]
@@ -125,7 +126,7 @@ def overview() -> str:
     )
 
 
-def _valid_prefix(prefix: str) -> bool:
+def _is_event_name(prefix: str) -> bool:
     try:
         validate_event_name(prefix)
     except ValueError:
@@ -137,7 +138,7 @@ def _valid_prefix(prefix: str) -> bool:
 def event(name: str) -> str:
     """An event's daily counts over 30 days as a chart, and its weekly and
     monthly counts."""
-    if not _valid_prefix(name):
+    if not _is_event_name(name):
         abort(404, "There is no event of that name.")
     history = event_history(name)
     chart = bar_chart(
@@ -148,28 +149,35 @@ def event(name: str) -> str:
     )
 
 
+@blueprint.errorhandler(FieldError)
+def _bad_field(error: FieldError) -> tuple[Response, int]:
+    return jsonify(error=str(error), field=error.field), 400
+
+
+def _requested_format() -> str:
+    fmt = request.args.get("format", "html")
+    if fmt not in _FORMATS:
+        raise FieldError("format", "must be html, json or csv.")
+    return fmt
+
+
 @blueprint.route("/cohort", methods=["GET"])
 def cohort_page() -> Any:
     """The cohort form; with the fields in the query string, also the heatmap
-    (or, with ``format=json`` or ``format=csv``, the data alone)."""
+    (or, with ``format=json`` or ``format=csv``, the data alone, and bad
+    input as a JSON 400)."""
+    fmt = _requested_format()
+    if fmt != "html":
+        return _formatted(CohortRequest.from_query(request.args).run(), fmt)
     report = error = None
-    fmt = request.args.get("format", "html")
-    if fmt not in _FORMATS:
-        return _field_error(FieldError("format", "must be html, json or csv."))
-    if "primary_event" in request.args or fmt != "html":
+    if "primary_event" in request.args:
         try:
             report = CohortRequest.from_query(request.args).run()
         except FieldError as field_error:
-            if fmt != "html":
-                return _field_error(field_error)
             error = field_error
-        else:
-            if fmt != "html":
-                return _formatted(report, fmt)
-    names = list_event_names()[:MAX_LISTED_EVENTS]
     return render_template(
         "bitmapist/cohort.html",
-        event_names=names,
+        event_names=list_event_names()[:MAX_LISTED_EVENTS],
         time_groups=TIME_GROUPS,
         report=report,
         error=error,
@@ -184,27 +192,16 @@ def cohort_api() -> Any:
 
     Bad input answers 400 with ``{"error": ..., "field": ...}``.
     """
-    fmt = request.args.get("format", "html")
-    if fmt not in _FORMATS:
-        return _field_error(FieldError("format", "must be html, json or csv."))
-    if (request.content_length or 0) > MAX_BODY_BYTES:
-        return _field_error(FieldError("body", "is larger than 64 KiB."))
-    raw = request.get_data(cache=False)
+    fmt = _requested_format()
+    # Read one byte past the limit, so a body of any size costs at most that.
+    raw = request.stream.read(MAX_BODY_BYTES + 1)
     if len(raw) > MAX_BODY_BYTES:
-        return _field_error(FieldError("body", "is larger than 64 KiB."))
+        raise FieldError("body", "is larger than 64 KiB.")
     try:
         body = json.loads(raw)
     except (ValueError, RecursionError):
-        return _field_error(FieldError("body", "is not valid JSON."))
-    try:
-        report = CohortRequest.from_json(body).run()
-    except FieldError as error:
-        return _field_error(error)
-    return _formatted(report, fmt)
-
-
-def _field_error(error: FieldError) -> tuple[Response, int]:
-    return jsonify(error=str(error), field=error.field), 400
+        raise FieldError("body", "is not valid JSON.") from None
+    return _formatted(CohortRequest.from_json(body).run(), fmt)
 
 
 def _formatted(report: CohortReport, fmt: str) -> Any:
