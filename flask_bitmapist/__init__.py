@@ -24,7 +24,7 @@ from bitmapist import (
 
 from .config import ConfigError, Settings
 from .extension import FlaskBitmapist
-from .ids import MAX_USER_ID, to_user_id, validate_event_name
+from .ids import DEFAULT_MAX_USER_ID, MAX_USER_ID, to_user_id, validate_event_name
 from .marking import flush, mark, mark_event, unmark_event
 from .queries import (
     EventHistory,
@@ -44,6 +44,7 @@ from .rules import RulesError
 from .writer import WriterStats
 
 __all__ = [
+    "DEFAULT_MAX_USER_ID",
     "MAX_USER_ID",
     "BitOpAnd",
     "BitOpNot",

@@ -53,20 +53,19 @@ def _state() -> AppState:
 
 @rules_cli.command("check")
 def check_rules() -> None:
-    """List the rules whose endpoint or path matches no route; exit 1 if any."""
+    """Check every rule against the app's routes; exit 1 if any cannot fire.
+
+    Prints one sentence on stderr for each rule whose endpoint or path
+    matches no route, whose endpoint has a URL rule but no view (and which
+    endpoint requests to that URL reach instead), or whose methods never
+    meet those of the routes it matches.
+    """
     state = _state()
     rules = state.ruleset.rules
-    unmatched = state.ruleset.unmatched(current_app)
-    for rule in unmatched:
-        target = " and ".join(
-            f"{name} {value!r}"
-            for name, value in (("endpoint", rule.endpoint), ("path", rule.path))
-            if value is not None
-        )
-        click.echo(
-            f"{rule.origin}: {rule.event!r} ({target}) matches no route.", err=True
-        )
-    if unmatched:
+    problems = state.ruleset.problems(current_app)
+    for problem in problems:
+        click.echo(problem.message, err=True)
+    if problems:
         raise SystemExit(1)
     click.echo(f"All {len(rules)} rules match a route.")
 
@@ -108,7 +107,13 @@ def import_command(
     )
     with bar:
         counted = _advancing(bar, lines) if size else bar
-        marks = read_marks(counted, chosen, track_hourly, track_unique)
+        marks = read_marks(
+            counted,
+            chosen,
+            track_hourly,
+            track_unique,
+            max_user_id=state.settings.max_user_id,
+        )
         try:
             result = import_marks(state.client, marks, strict=strict)
         except MalformedLine as error:
@@ -337,6 +342,11 @@ def seed_command(users: int, days: int, seed_number: int, yes: bool) -> None:
     the last DAYS days and come back less and less. For demos and trials:
     never run it on a production store."""
     state = _state()
+    if users > state.settings.max_user_id:
+        raise click.ClickException(
+            f"--users {users} needs ids up to {users}, above BITMAPIST_MAX_USER_ID "
+            f"({state.settings.max_user_id})."
+        )
     if (
         not yes
         and list_event_names()

@@ -156,7 +156,13 @@ class FlaskBitmapist:
     def flush(self, timeout: float | None = None) -> bool:
         """Block until every mark the current app queued so far is written.
 
-        :returns: whether it all got through before ``timeout`` seconds.
+        :param timeout: the most seconds to wait; ``None`` waits as long as it
+            takes.
+        :returns: whether everything got through: all it waited for was
+            written before ``timeout``, and no mark was dropped (by a full
+            queue, a failed sync write, or a refused batch) since the previous
+            flush of this app's writer. Each drop makes one flush return
+            ``False``.
         """
         return self.state().writer.flush(timeout)
 

@@ -5,8 +5,15 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-#: Ids are bit offsets, so an id near 2**32 makes Redis allocate 512 MiB for one key.
-MAX_USER_ID = 2**32 - 1
+from .config import DEFAULT_MAX_USER_ID, MAX_USER_ID
+
+__all__ = [
+    "DEFAULT_MAX_USER_ID",
+    "MAX_USER_ID",
+    "to_user_id",
+    "validate_event_name",
+]
+
 MAX_EVENT_NAME_LENGTH = 200
 _RESERVED_PREFIX = "bitop_"
 
@@ -47,13 +54,22 @@ def _validate_str_event_name(event_name: str) -> str:
     return event_name
 
 
-def to_user_id(event_name: str, value: Any) -> int | None:
+def to_user_id(
+    event_name: str, value: Any, *, max_user_id: int = DEFAULT_MAX_USER_ID
+) -> int | None:
     """Turn what a source gives as a user id into a bit offset.
+
+    An id is a bit offset in every key of the event, so Redis allocates a key
+    up to it: id 2**24 - 1 (the default maximum) costs 2 MiB per key, id
+    2**32 - 1 costs 512 MiB. Ids above ``max_user_id`` are refused.
 
     :param event_name: the event being marked, named in the error message.
     :param value: an int, or a str of decimal digits (Flask-Login's ``get_id()``
         returns str); ``None`` means an anonymous user.
-    :returns: the id as an int from 0 to ``MAX_USER_ID``, or ``None`` for anonymous.
+    :param max_user_id: the largest id accepted: the app's
+        ``BITMAPIST_MAX_USER_ID`` (default ``2**24 - 1``, at most ``2**32 - 1``).
+    :returns: the id as an int from 0 to ``max_user_id``, or ``None`` for
+        anonymous.
     :raises ValueError: for negative or too large ids, bools, floats and any
         other value.
     """
@@ -68,9 +84,9 @@ def to_user_id(event_name: str, value: Any) -> int | None:
             f"User id for event {event_name!r} must be an int or a string of "
             f"decimal digits, got {value!r}."
         )
-    if not 0 <= user_id <= MAX_USER_ID:
+    if not 0 <= user_id <= max_user_id:
         raise ValueError(
-            f"User id for event {event_name!r} must be from 0 to {MAX_USER_ID}, "
-            f"got {value!r}."
+            f"User id for event {event_name!r} must be from 0 to {max_user_id} "
+            f"(BITMAPIST_MAX_USER_ID), got {value!r}."
         )
     return user_id

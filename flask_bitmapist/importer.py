@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import redis
 
-from .ids import to_user_id, validate_event_name
+from .ids import DEFAULT_MAX_USER_ID, to_user_id, validate_event_name
 from .writer import Mark, write_marks
 
 Format = Literal["jsonl", "csv"]
@@ -63,7 +63,9 @@ def parse_time(value: Any) -> datetime:
     return moment.astimezone(timezone.utc)
 
 
-def _mark(record: Any, track_hourly: bool, track_unique: bool) -> Mark:
+def _mark(
+    record: Any, track_hourly: bool, track_unique: bool, max_user_id: int
+) -> Mark:
     if not isinstance(record, dict):
         raise ValueError(
             f"expected an object with event, user and time, got {record!r}"
@@ -72,7 +74,7 @@ def _mark(record: Any, track_hourly: bool, track_unique: bool) -> Mark:
     if missing:
         raise ValueError(f"missing {', '.join(missing)}")
     event_name = validate_event_name(record["event"])
-    user_id = to_user_id(event_name, record["user"])
+    user_id = to_user_id(event_name, record["user"], max_user_id=max_user_id)
     if user_id is None:
         raise ValueError("user must not be empty")
     return Mark(
@@ -85,18 +87,24 @@ def read_marks(
     fmt: Format,
     track_hourly: bool = False,
     track_unique: bool = False,
+    max_user_id: int = DEFAULT_MAX_USER_ID,
 ) -> Iterator[tuple[int, Mark | MalformedLine]]:
     """Each data line's number and its mark, or why it is malformed.
 
     Blank lines are passed over. A CSV file needs a header naming the columns
-    event, user and time (in any order; more columns are ignored).
+    event, user and time (in any order; more columns are ignored). A user id
+    above ``max_user_id`` (the app's ``BITMAPIST_MAX_USER_ID``) makes its line
+    malformed.
     """
     if fmt == "jsonl":
         for number, text in enumerate(lines, 1):
             if not text.strip():
                 continue
             try:
-                yield number, _mark(json.loads(text), track_hourly, track_unique)
+                yield (
+                    number,
+                    _mark(json.loads(text), track_hourly, track_unique, max_user_id),
+                )
             except ValueError as error:
                 yield number, MalformedLine(number, _reason(error))
         return
@@ -109,7 +117,7 @@ def read_marks(
     for row in reader:
         number = reader.line_num
         try:
-            yield number, _mark(row, track_hourly, track_unique)
+            yield number, _mark(row, track_hourly, track_unique, max_user_id)
         except ValueError as error:
             yield number, MalformedLine(number, _reason(error))
 

@@ -11,7 +11,7 @@ from typing import Any, TypeVar, cast
 
 import bitmapist
 
-from .ids import to_user_id, validate_event_name
+from .ids import DEFAULT_MAX_USER_ID, to_user_id, validate_event_name
 from .state import current_app_and_state, current_state, resolve_client, submit_marks
 from .writer import Mark, flush_all, write_marks
 
@@ -55,14 +55,18 @@ def mark_event(
     :param event_name: a non-empty str of at most 200 characters, without
         whitespace or control characters.
     :param uuid: the user id: an int or a str of decimal digits from 0 to
-        2**32 - 1. ``None`` means an anonymous user: nothing is marked.
+        ``BITMAPIST_MAX_USER_ID`` (default 2**24 - 1, also outside an app).
+        ``None`` means an anonymous user: nothing is marked.
     :param now: when it happened; naive datetimes are taken as UTC. Default: now.
     :param track_hourly: also mark the hour. Default: ``BITMAPIST_TRACK_HOURLY``
         (``bitmapist.TRACK_HOURLY`` outside an app).
     :param track_unique: also mark the time-independent unique key. Default:
         ``BITMAPIST_TRACK_UNIQUE`` (``bitmapist.TRACK_UNIQUE`` outside an app).
-    :param system: a bitmapist system name to write to instead of the app's.
-    :raises ValueError: for an invalid event name, user id or time.
+    :param system: a bitmapist system name to write to instead of the app's;
+        marks to another system are checked against the default maximum id,
+        as outside an app.
+    :raises ValueError: for an invalid event name, user id or time; nothing is
+        marked.
     """
     _submit(event_name, uuid, now, track_hourly, track_unique, system, value=1)
 
@@ -93,13 +97,16 @@ def _submit(
     value: int,
 ) -> None:
     validate_event_name(event_name)
-    user_id = to_user_id(event_name, uuid)
-    when = to_utc(now)
-    if user_id is None:
-        return
     found = current_app_and_state()
     if found is not None and system not in (None, found[1].settings.redis_system):
         found = None
+    max_user_id = (
+        DEFAULT_MAX_USER_ID if found is None else found[1].settings.max_user_id
+    )
+    user_id = to_user_id(event_name, uuid, max_user_id=max_user_id)
+    when = to_utc(now)
+    if user_id is None:
+        return
     if found is None:
         hourly, unique = bitmapist.TRACK_HOURLY, bitmapist.TRACK_UNIQUE
     else:
@@ -188,11 +195,15 @@ def flush(timeout: float | None = None) -> bool:
     """Block until every mark queued so far is written to Redis.
 
     In an app context it flushes that app's writer; outside one, every
-    background writer in the process. Tests and command-line tools call it
-    before they read what they marked.
+    background writer in the process (a sync writer has nothing to wait for:
+    call it in that app's context to learn of its failed writes). Tests and
+    command-line tools call it before they read what they marked.
 
     :param timeout: the most seconds to wait; ``None`` waits as long as it takes.
-    :returns: whether everything got through before the timeout.
+    :returns: whether everything got through: all it waited for was written
+        before the timeout, and no mark was dropped (by a full queue, a failed
+        sync write, or a batch Redis refused) since the previous flush of the
+        same writer. Each drop makes one flush return ``False``.
     """
     state = current_state()
     if state is not None:

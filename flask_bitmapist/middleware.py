@@ -1,53 +1,257 @@
 """The request hooks that apply YAML rules: before rules as a request arrives,
-after rules once its status is known (a view that raised counts as 500)."""
+after rules once its status is known (a view that raised counts as 500).
+
+The user of a request is whoever it ends with, or else whoever it started
+with: an after rule reads its id source when the request ends and, when that
+gives ``None``, falls back to what the user was before the view changed it:
+for ``current_user`` sources, the user Flask-Login logged out during the
+request; for ``session:`` sources, the value as the request arrived. So a
+login rule marks the user just logged in, and a logout rule the user just
+logged out. Other sources have no fallback: ``g`` keeps its values for the
+whole request, what the client sends cannot change, and a named source is
+called only when the request ends, so it runs once.
+"""
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Any
 
 from flask import Flask, Response, current_app, g, request, request_finished
 
 from .ids import to_user_id
+from .idsources import object_hint, user_id_of, uses_current_user
 from .rules import Rule
 from .state import AppState, submit_marks
 from .writer import Mark
 
 logger = logging.getLogger("flask_bitmapist")
 
-# The after rules a request may fire, with the events its before rules marked,
-# wait on flask.g under this name; only requests that some rule may mark
-# store anything.
+# What a request that some after rule may mark waits with, on flask.g.
 _PENDING = "_bitmapist_pending_rules"
+# The user Flask-Login logged out during the request, on flask.g.
+_LOGGED_OUT = "_bitmapist_logged_out_user"
 _NOTHING: frozenset[str] = frozenset()
+#: A rule that keeps marking nothing logs why at most once per this many seconds.
+WARNING_INTERVAL = 60.0
 
 
-def install_rule_hooks(app: Flask, state: AppState) -> None:
-    """Register the before, after and teardown hooks that apply the app's rules.
+class WarningLimiter:
+    """Lets the first warning about each key through, then at most one per
+    ``interval`` seconds, counting the ones it holds back.
 
-    The hooks hold the state, not the app, which blinker's receiver must not
-    keep alive.
+    A rule whose source gives a bad id usually does so on every request; one
+    line a minute says so without flooding the log.
+
+    :param clock: seconds from any fixed point, such as :func:`time.monotonic`.
+    :param interval: the least time between two warnings about one key.
     """
-    settings, ruleset = state.settings, state.ruleset
 
-    def apply(
-        rules: tuple[Rule, ...], status: int | None, already: frozenset[str]
+    def __init__(
+        self, clock: Callable[[], float], interval: float = WARNING_INTERVAL
+    ) -> None:
+        self._clock = clock
+        self._interval = interval
+        self._lock = threading.Lock()
+        self._next_at: dict[str, float] = {}
+        self._held: dict[str, int] = {}
+
+    def allow(self, key: str) -> int | None:
+        """Whether to log a warning about ``key`` now.
+
+        :returns: ``None`` to hold it back (it is counted), or how many
+            warnings about ``key`` were held back since the last one logged.
+        """
+        now = self._clock()
+        with self._lock:
+            next_at = self._next_at.get(key)
+            if next_at is not None and now < next_at:
+                self._held[key] = self._held.get(key, 0) + 1
+                return None
+            self._next_at[key] = now + self._interval
+            return self._held.pop(key, 0)
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """A request's after rules, the events its before rules marked, and the
+    values its ``session:`` sources had as it arrived."""
+
+    rules: tuple[Rule, ...]
+    marked: frozenset[str]
+    session_values: Mapping[str, Any]
+
+
+class RuleHooks:
+    """The hooks that apply one app's rules, and what they learn on the
+    app's first request.
+
+    They hold the app's state, never the app, which blinker's receivers must
+    not keep alive.
+
+    :param clock: the clock that spaces the warnings of a rule that marks
+        nothing (see :class:`WarningLimiter`).
+    """
+
+    def __init__(
+        self, state: AppState, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._state = state
+        self._settings = state.settings
+        self._ruleset = state.ruleset
+        # Per app, so one app's noisy rule never silences another app's.
+        self._limiter = WarningLimiter(clock)
+        self._login_sources = frozenset(
+            rule.user for rule in self._ruleset.rules if uses_current_user(rule.user)
+        )
+        self._first_request_lock = threading.Lock()
+        self._first_request_seen = False
+        # Sources that cannot be read on this app, found at the first request.
+        self._unreadable: frozenset[str] = frozenset()
+
+    def install(self, app: Flask) -> None:
+        """Register the before, ``request_finished`` and teardown hooks on
+        ``app``, and, for rules that read ``current_user``, a receiver of
+        Flask-Login's ``user_logged_out`` that keeps the user who leaves."""
+        app.before_request(self.before_request)
+        # request_finished comes after every after_request function, whenever
+        # it was registered, so after rules see the status that is really
+        # sent. blinker drops the receiver when the app (its sender) is
+        # collected, so a strong connection leaks nothing.
+        request_finished.connect(self.request_finished, app, weak=False)
+        app.teardown_request(self.teardown_request)
+        if self._login_sources:
+            from flask_login import user_logged_out
+
+            user_logged_out.connect(self.user_logged_out, app, weak=False)
+
+    def before_request(self) -> None:
+        """Check the app once, mark the before rules, and keep what the
+        after rules need."""
+        if not self._first_request_seen:
+            self._first_request()
+        before, after = self._ruleset.for_endpoint(request.endpoint)
+        marked = self._guarded(before, None, _NOTHING) if before else _NOTHING
+        if after:
+            pending = _Pending(after, marked, self._session_values(after))
+            setattr(g, _PENDING, pending)
+
+    def request_finished(
+        self, sender: Flask, response: Response, **extra: object
+    ) -> None:
+        """Mark the after rules with the status that was sent."""
+        pending: _Pending | None = g.pop(_PENDING, None)
+        if pending:
+            self._guarded(pending.rules, response.status_code, pending.marked, pending)
+
+    def teardown_request(self, error: BaseException | None) -> None:
+        """Mark the after rules of a request whose exception propagated
+        (testing mode, ``PROPAGATE_EXCEPTIONS``): nothing was finished, but
+        the request still ended in a 500."""
+        pending: _Pending | None = g.pop(_PENDING, None)
+        if pending:
+            self._guarded(pending.rules, 500, pending.marked, pending)
+
+    def user_logged_out(self, sender: Flask, user: Any = None, **extra: Any) -> None:
+        """Keep the user Flask-Login logs out, for the after rules of this
+        request whose ``current_user`` is anonymous by the time it ends."""
+        if user is not None:
+            setattr(g, _LOGGED_OUT, user)
+
+    def _first_request(self) -> None:
+        with self._first_request_lock:
+            if self._first_request_seen:
+                return
+            self._first_request_seen = True
+        app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+        try:
+            for problem in self._ruleset.problems(app):
+                logger.warning("%s", problem.message)
+        except Exception:
+            # A custom URL converter may raise on a sample value: the check
+            # must never fail the request.
+            logger.exception("Could not check the YAML rules against the routes.")
+        if self._login_sources and not hasattr(app, "login_manager"):
+            self._unreadable = self._login_sources
+            logger.warning(
+                "Rules use the id source current_user, but Flask-Login is not set "
+                "up on this app: create LoginManager(app), or name another source "
+                "with user:. Until then, the rules that use it mark nothing."
+            )
+
+    def _session_values(self, rules: tuple[Rule, ...]) -> Mapping[str, Any]:
+        """The value of each ``session:`` source of ``rules`` that may fire,
+        as the request arrives: a dict lookup in the session Flask already
+        opened, which a logout may clear."""
+        current = request._get_current_object()  # type: ignore[attr-defined]
+        method, path = current.method, current.path
+        return {
+            rule.user: rule.get_user()
+            for rule in rules
+            if rule.user.startswith("session:") and rule.matches_request(method, path)
+        }
+
+    def _fallback(self, rule: Rule, pending: _Pending | None) -> Any:
+        """What ``rule``'s source gave before the view changed the user."""
+        if uses_current_user(rule.user):
+            user = g.get(_LOGGED_OUT)
+            return None if user is None else user_id_of(rule.user, user)
+        return pending.session_values.get(rule.user) if pending else None
+
+    def _warn(self, rule: Rule, reason: str) -> None:
+        held = self._limiter.allow(rule.origin)
+        if held is None:
+            return
+        if held:
+            logger.warning(
+                "Rule at %s marked nothing (%d warnings suppressed since the "
+                "last one): %s",
+                rule.origin,
+                held,
+                reason,
+            )
+        else:
+            logger.warning("Rule at %s marked nothing: %s", rule.origin, reason)
+
+    def _apply(
+        self,
+        rules: tuple[Rule, ...],
+        status: int | None,
+        already: frozenset[str],
+        pending: _Pending | None,
     ) -> frozenset[str]:
         """Mark what ``rules`` match, skipping events in ``already``; return
-        the events marked by this request so far."""
+        the events marked by this request so far. A source that gives
+        ``None`` falls back to :meth:`_fallback`."""
+        settings = self._settings
         current = request._get_current_object()  # type: ignore[attr-defined]
         method, path = current.method, current.path
         marked = set(already)
         marks = []
         for rule in rules:
-            if rule.event in marked or not rule.matches_request(method, path):
+            if (
+                rule.event in marked
+                or rule.user in self._unreadable
+                or not rule.matches_request(method, path)
+            ):
                 continue
             if status is not None and not rule.matches_status(status):
                 continue
+            value = None
             try:
-                user_id = to_user_id(rule.event, rule.get_user())
+                value = rule.get_user()
+                if value is None:
+                    value = self._fallback(rule, pending)
+                user_id = to_user_id(
+                    rule.event, value, max_user_id=settings.max_user_id
+                )
             except Exception as error:
-                logger.warning("Rule at %s marked nothing: %s", rule.origin, error)
+                self._warn(rule, f"{error}{object_hint(rule.user, value)}")
                 continue
             if user_id is None:
                 continue
@@ -63,54 +267,33 @@ def install_rule_hooks(app: Flask, state: AppState) -> None:
                 )
             )
         if marks:
-            submit_marks(current_app._get_current_object(), state, marks)  # type: ignore[attr-defined]
+            submit_marks(current_app._get_current_object(), self._state, marks)  # type: ignore[attr-defined]
         return frozenset(marked)
 
-    def guarded(
-        rules: tuple[Rule, ...], status: int | None, already: frozenset[str]
+    def _guarded(
+        self,
+        rules: tuple[Rule, ...],
+        status: int | None,
+        already: frozenset[str],
+        pending: _Pending | None = None,
     ) -> frozenset[str]:
         try:
-            return apply(rules, status, already)
+            return self._apply(rules, status, already, pending)
         except Exception:
-            if settings.raise_errors:
+            if self._settings.raise_errors:
                 raise
             logger.exception(
                 "YAML rules failed to mark %s %s", request.method, request.path
             )
             return already
 
-    @app.before_request
-    def bitmapist_rules_before() -> None:
-        if not ruleset.checked_routes:
-            ruleset.checked_routes = True
-            for rule in ruleset.unmatched(app):
-                logger.warning(
-                    "Rule for %r at %s matches no route of the app.",
-                    rule.event,
-                    rule.origin,
-                )
-        before, after = ruleset.for_endpoint(request.endpoint)
-        marked = guarded(before, None, _NOTHING) if before else _NOTHING
-        if after:
-            setattr(g, _PENDING, (after, marked))
 
-    # request_finished comes after every after_request function, whenever it
-    # was registered, so after rules see the status that is really sent. The
-    # receiver holds no reference to the app, and blinker drops it when the
-    # app (its sender) is collected, so a strong connection leaks nothing.
-    def bitmapist_rules_after(
-        sender: Flask, response: Response, **extra: object
-    ) -> None:
-        pending = g.pop(_PENDING, None)
-        if pending:
-            guarded(pending[0], response.status_code, pending[1])
+def install_rule_hooks(
+    app: Flask, state: AppState, *, clock: Callable[[], float] = time.monotonic
+) -> None:
+    """Apply ``state``'s rules to ``app``'s requests (see :class:`RuleHooks`).
 
-    request_finished.connect(bitmapist_rules_after, app, weak=False)
-
-    @app.teardown_request
-    def bitmapist_rules_teardown(error: BaseException | None) -> None:
-        # Nothing is finished when an exception propagates (testing mode,
-        # PROPAGATE_EXCEPTIONS): the request still ended in a 500.
-        pending = g.pop(_PENDING, None)
-        if pending:
-            guarded(pending[0], 500, pending[1])
+    :param clock: the clock that spaces the warnings of a rule that marks
+        nothing.
+    """
+    RuleHooks(state, clock=clock).install(app)

@@ -34,7 +34,7 @@ from blinker import Signal
 from sqlalchemy import Integer, event, inspect
 from sqlalchemy.orm import Mapper, Session, SessionTransaction, UOWTransaction
 
-from .idsources import PREFIXED_SOURCES
+from .idsources import resolve_id_source
 from .signals import batched_marks, model_created, model_deleted, model_updated
 from .state import current_app_and_state
 
@@ -90,17 +90,17 @@ def _keep_value(target: Any, value: Any, old: Any, initiator: Any) -> Any:
 def _check_user_id(mapper: Mapper[Any], model: type[Bitmapistable]) -> None:
     actor = model.__bitmapist_actor__
     if actor is not None:
-        prefix, colon, name = actor.partition(":")
-        valid = (
-            actor == "current_user"
-            or (colon and prefix in PREFIXED_SOURCES and bool(name))
-            or (not colon and _IDENTIFIER.match(actor) is not None)
-        )
-        if not valid:
+        if actor != "current_user" and _IDENTIFIER.match(actor) is not None:
+            # A named source: the app that commits registers it.
+            return
+        try:
+            resolve_id_source(actor, {})
+        except ValueError as error:
             raise TypeError(
                 f"{model.__name__}.__bitmapist_actor__ must be an id source such as "
-                f"'current_user', 'session:KEY' or a registered name, got {actor!r}."
-            )
+                f"'current_user', 'g:user.id' or a registered name, got {actor!r}: "
+                f"{error}."
+            ) from None
         return
     keys = mapper.primary_key
     if len(keys) != 1 or not isinstance(keys[0].type, Integer):

@@ -1,4 +1,4 @@
-"""YAML rules: loading, validating against the JSON Schema, and compiling them
+"""YAML rules: validating them against the JSON Schema, and compiling them
 into matchers that the middleware looks up by endpoint.
 
 A rules file::
@@ -12,7 +12,10 @@ A rules file::
 
 ``rules.schema.json`` beside this module is the contract (also at
 ``rules/schema.json`` in the repository). The loader validates with it, then
-checks what a schema cannot know: that every id source exists in this app.
+checks what a schema cannot know: that every id source exists in this app,
+and that fnmatch reads every glob as it is written. Reading the files, as if
+hostile, is :mod:`~flask_bitmapist.rulefile`'s job; telling which rules can
+never fire on an app, :mod:`~flask_bitmapist.routecheck`'s.
 """
 
 from __future__ import annotations
@@ -32,12 +35,32 @@ from flask import Flask
 
 from .ids import validate_event_name
 from .idsources import IdSource, resolve_id_source
+from .routecheck import RuleProblem, rule_problems
+from .rulefile import (
+    MAX_RULES_FILE_BYTES,
+    RulesError,
+    load_document,
+    read_rules_file,
+    rule_files,
+)
+
+__all__ = [
+    "MAX_RULES_FILE_BYTES",
+    "Rule",
+    "RuleProblem",
+    "RuleSet",
+    "RulesError",
+    "load_rules",
+    "parse_rules",
+    "read_rules_file",
+    "rule_files",
+    "rules_schema",
+]
 
 SCHEMA_PATH = Path(__file__).with_name("rules.schema.json")
 DEFAULT_USER = "current_user"
 DEFAULT_METHODS = frozenset({"GET"})
 DEFAULT_STATUS = ("2xx", "3xx")
-RULE_FILE_SUFFIXES = (".yaml", ".yml")
 # Globs never reach these endpoints: a rule must name them exactly.
 _GLOB_EXCLUDED = re.compile(r"^(static|.*\.static|bitmapist\..*)$")
 _TYPE_WORDS = {
@@ -47,10 +70,6 @@ _TYPE_WORDS = {
     "boolean": "true or false",
     "integer": "an integer",
 }
-
-
-class RulesError(ValueError):
-    """A rules file cannot be used; the message names the file, line and reason."""
 
 
 @dataclass(frozen=True)
@@ -104,28 +123,6 @@ def rules_schema() -> dict[str, Any]:
     return schema
 
 
-def rule_files(paths: Sequence[str], root_path: str) -> list[Path]:
-    """The files that ``BITMAPIST_RULES`` names: each path is a file, or a folder
-    whose ``*.yaml`` and ``*.yml`` files are taken in name order.
-
-    :raises RulesError: for a path that does not exist.
-    """
-    files = []
-    for name in paths:
-        path = Path(root_path, name)
-        if path.is_dir():
-            files.extend(
-                sorted(p for p in path.iterdir() if p.suffix in RULE_FILE_SUFFIXES)
-            )
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise RulesError(
-                f"BITMAPIST_RULES names {str(path)!r}, which does not exist."
-            )
-    return files
-
-
 def load_rules(
     paths: Sequence[str], root_path: str, id_sources: Mapping[str, IdSource]
 ) -> list[Rule]:
@@ -146,7 +143,7 @@ def load_rules(
     return [
         rule
         for path in files
-        for rule in parse_rules(path.read_text(encoding="utf-8"), str(path), id_sources)
+        for rule in parse_rules(read_rules_file(path), str(path), id_sources)
     ]
 
 
@@ -155,12 +152,17 @@ def parse_rules(
 ) -> list[Rule]:
     """Validate and compile one rules document.
 
+    Beyond the schema, the YAML must pass
+    :func:`~flask_bitmapist.rulefile.load_document` (no aliases, bounded
+    nesting, nodes and integers), and an endpoint or path glob may not have
+    an unclosed ``[`` or a backwards range such as ``[z-a]``.
+
     :param text: the YAML text.
     :param filename: named in error messages.
     :param id_sources: the app's named id sources.
     :raises RulesError: ``"FILE, line N: reason."`` for the first problem.
     """
-    document, root = _load_yaml(text, filename)
+    document, root = load_document(text, filename)
     error = first_schema_error(document, root)
     if error is not None:
         line, reason = error
@@ -176,6 +178,14 @@ def parse_rules(
             raise RulesError(
                 f"{filename}, line {line}: {_where(place)}: {problem}"
             ) from None
+        for key in ("endpoint", "path"):
+            glob_problem = _glob_problem(raw[key]) if key in raw else None
+            if glob_problem is not None:
+                line = _line_of(root, [*place, key])
+                raise RulesError(
+                    f"{filename}, line {line}: {_where([*place, key])} "
+                    f"{raw[key]!r} {glob_problem}."
+                )
         user = raw.get("user", default_user)
         try:
             get_user = resolve_id_source(user, id_sources)
@@ -187,6 +197,42 @@ def parse_rules(
         origin = f"{filename}, line {_line_of(root, place)}"
         rules.append(_compile(raw, user, get_user, origin))
     return rules
+
+
+def _glob_problem(glob: str) -> str | None:
+    """Where fnmatch reads ``glob`` otherwise than its author meant: an
+    unclosed ``[``, which fnmatch takes literally, or a backwards range such
+    as ``z-a``, which it drops (so ``[z-a]`` matches nothing). ``None`` when
+    there is neither.
+
+    It scans brackets exactly as :func:`fnmatch.translate` does: ``!`` after
+    ``[`` negates, a ``]`` right after ``[`` or ``[!`` is a member, ``-`` is
+    a range only between two members, and a ``-`` right after a range is a
+    member.
+    """
+    start = glob.find("[")
+    while start >= 0:
+        first = start + 1
+        if glob.startswith("!", first):
+            first += 1
+        end = glob.find("]", first + 1 if glob.startswith("]", first) else first)
+        if end < 0:
+            return (
+                f"has a '[' at character {start + 1} that is never closed, "
+                "which fnmatch would match literally; write [[] for a literal ["
+            )
+        members = glob[first:end]
+        dash = members.find("-", 1)
+        while 0 < dash < len(members) - 1:
+            low, high = members[dash - 1], members[dash + 1]
+            if low > high:
+                return (
+                    f"has the range {low}-{high}, which runs backwards, "
+                    "so fnmatch drops it"
+                )
+            dash = members.find("-", dash + 3)
+        start = glob.find("[", end + 1)
+    return None
 
 
 def _compile(raw: dict[str, Any], user: str, get_user: IdSource, origin: str) -> Rule:
@@ -210,42 +256,6 @@ def _compile(raw: dict[str, Any], user: str, get_user: IdSource, origin: str) ->
     )
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A safe loader that rejects a key given twice in one mapping."""
-
-    def construct_mapping(
-        self, node: yaml.MappingNode, deep: bool = False
-    ) -> dict[Any, Any]:
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-def _load_yaml(text: str, filename: str) -> tuple[Any, yaml.Node | None]:
-    loader = _UniqueKeyLoader(text)
-    try:
-        root = loader.get_single_node()
-        document = loader.construct_document(root) if root is not None else None
-    except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark or error.context_mark
-        line = mark.line + 1 if mark else 1
-        problem = error.problem or error.context or "cannot be parsed"
-        raise RulesError(f"{filename}, line {line}: invalid YAML: {problem}.") from None
-    finally:
-        loader.dispose()
-    if document is None:
-        raise RulesError(
-            f"{filename}, line 1: the file is empty; it needs a 'rules' list."
-        )
-    return document, root
-
-
 def first_schema_error(document: Any, root: yaml.Node | None) -> tuple[int, str] | None:
     """The first error of ``document`` against the schema, as ``(line, reason)``;
     ``None`` when it is valid.
@@ -259,8 +269,20 @@ def first_schema_error(document: Any, root: yaml.Node | None) -> tuple[int, str]
     import jsonschema
 
     validator = jsonschema.Draft202012Validator(rules_schema())
-    found = []
+    found: list[tuple[int, int, str]] = []
     for error in validator.iter_errors(document):
+        # Errors in the rules list come item by item, and no error inside an
+        # item is earlier than the item's first line: once an item starts at
+        # or after the best error so far, no later error can win. A file of
+        # 200,000 bad items then costs two errors, not 200,000.
+        item = list(error.absolute_path)[:2]
+        if (
+            found
+            and len(item) == 2
+            and item[0] == "rules"
+            and _line_of(root, item) >= min(order for order, _, _ in found)
+        ):
+            break
         path, reason, whole_mapping = _describe(error)
         node = _node_at(
             root, path, key=error.validator in ("additionalProperties", "not")
@@ -368,7 +390,6 @@ class RuleSet:
         self._by_endpoint: dict[
             str | None, tuple[tuple[Rule, ...], tuple[Rule, ...]]
         ] = {}
-        self.checked_routes = False
 
     def for_endpoint(
         self, endpoint: str | None
@@ -385,27 +406,7 @@ class RuleSet:
             )
         return found
 
-    def unmatched(self, app: Flask) -> list[Rule]:
-        """The rules whose endpoint or path matches no route of ``app``.
-
-        A path glob matches a route when it matches the route's pattern or a
-        sample URL of it (each ``<converter:name>`` taken as ``1``).
-        """
-        endpoints = list(app.view_functions)
-        samples = [
-            candidate
-            for url_rule in app.url_map.iter_rules()
-            for candidate in (url_rule.rule, re.sub(r"<[^>]+>", "1", url_rule.rule))
-        ]
-        return [
-            rule
-            for rule in self.rules
-            if (
-                rule.endpoint is not None
-                and not any(rule.matches_endpoint(e) for e in endpoints)
-            )
-            or (
-                rule.path_regex is not None
-                and not any(rule.path_regex.match(sample) for sample in samples)
-            )
-        ]
+    def problems(self, app: Flask) -> list[RuleProblem]:
+        """Why rules cannot fire on ``app``, in the order of the rules: see
+        :func:`~flask_bitmapist.routecheck.rule_problems`."""
+        return rule_problems(self.rules, app)

@@ -19,9 +19,14 @@ Signals and their arguments (the sender is always the app):
     attributes, which would load them again).
 
 ``event_marked``
-    Sent for every mark the app's writer accepted, from any source:
+    Sent for every mark that went through the app's writer, from any source:
     ``event_name`` (str), ``user_id`` (int) and ``when`` (the aware UTC
-    datetime of the mark). Not sent for marks dropped by a full queue.
+    datetime of the mark). In sync mode it is sent once the mark is written,
+    and not for a write that failed. In background mode it is sent once the
+    mark is queued, before it is written: not for marks dropped by a full
+    queue, and a queued mark can still be lost later (a batch Redis refuses,
+    or exit). Receivers run on the thread that made the mark, usually the
+    request's, so keep them quick.
 """
 
 from __future__ import annotations
@@ -53,7 +58,8 @@ model_created = _signals.signal("model-created")
 model_updated = _signals.signal("model-updated")
 #: A committed delete: sender app, ``instance``.
 model_deleted = _signals.signal("model-deleted")
-#: Every accepted mark: sender app, ``event_name``, ``user_id``, ``when``.
+#: Every mark that went through the writer (written in sync mode, queued in
+#: background mode): sender app, ``event_name``, ``user_id``, ``when``.
 event_marked = _signals.signal("event-marked")
 
 LOGIN_EVENT = "user:logged_in"
@@ -82,7 +88,7 @@ def batched_marks(app: Flask, state: AppState) -> Iterator[None]:
 def _make_mark(state: AppState, event_name: str, raw_id: Any) -> Mark | None:
     """A mark of ``event_name`` now, or ``None`` (anonymous, or a bad id, logged)."""
     try:
-        user_id = to_user_id(event_name, raw_id)
+        user_id = to_user_id(event_name, raw_id, max_user_id=state.settings.max_user_id)
     except ValueError as error:
         logger.warning("%s marked nothing: %s", event_name, error)
         return None

@@ -40,7 +40,9 @@ class AppState:
 
 def submit_marks(app: Flask, state: AppState, marks: Sequence[Mark]) -> None:
     """Hand ``marks`` to the app's writer (one round trip in sync mode) and send
-    :data:`~flask_bitmapist.signals.event_marked` for each one it accepted."""
+    :data:`~flask_bitmapist.signals.event_marked` for each one that went
+    through: written in sync mode (none when the write failed), queued in
+    background mode (not those a full queue dropped)."""
     accepted = state.writer.submit_many(marks)
     if event_marked.receivers:
         for mark in marks[:accepted]:

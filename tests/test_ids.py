@@ -6,13 +6,34 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flask_bitmapist import MAX_USER_ID, to_user_id, validate_event_name
+from flask_bitmapist import (
+    DEFAULT_MAX_USER_ID,
+    MAX_USER_ID,
+    to_user_id,
+    validate_event_name,
+)
 
 
-@given(st.integers(min_value=0, max_value=MAX_USER_ID))
+@given(st.integers(min_value=0, max_value=DEFAULT_MAX_USER_ID))
 def test_ints_and_digit_strings_in_range_are_offsets(user_id: int) -> None:
     assert to_user_id("e", user_id) == user_id
     assert to_user_id("e", str(user_id)) == user_id
+
+
+def test_the_default_maximum_keeps_a_key_under_2_mib() -> None:
+    # A key holds bits 0 to the largest id: (2**24 - 1) + 1 bits = 2 MiB.
+    assert DEFAULT_MAX_USER_ID == 2**24 - 1 == 16_777_215
+    assert (DEFAULT_MAX_USER_ID + 1) // 8 == 2 * 1024 * 1024
+
+
+@given(st.integers(min_value=DEFAULT_MAX_USER_ID + 1, max_value=MAX_USER_ID))
+def test_a_raised_maximum_accepts_ids_up_to_it(user_id: int) -> None:
+    assert to_user_id("e", user_id, max_user_id=MAX_USER_ID) == user_id
+    assert to_user_id("e", str(user_id), max_user_id=user_id) == user_id
+    with pytest.raises(
+        ValueError, match=r"must be from 0 to \d+ \(BITMAPIST_MAX_USER_ID\)"
+    ):
+        to_user_id("e", user_id, max_user_id=user_id - 1)
 
 
 def test_none_is_anonymous() -> None:
@@ -26,10 +47,11 @@ def test_leading_zeros_are_decimal() -> None:
 @pytest.mark.parametrize(
     ("value", "message"),
     [
-        (-1, "User id for event 'login' must be from 0 to 4294967295, got -1."),
-        (2**32, "User id for event 'login' must be from 0 to 4294967295, got 4294967296."),
-        ("4294967296", "User id for event 'login' must be from 0 to 4294967295, got '4294967296'."),
-        ("9" * 5000, "User id for event 'login' must be from 0 to 4294967295, got '" + "9" * 5000 + "'."),
+        (-1, "User id for event 'login' must be from 0 to 16777215 (BITMAPIST_MAX_USER_ID), got -1."),
+        (2**24, "User id for event 'login' must be from 0 to 16777215 (BITMAPIST_MAX_USER_ID), got 16777216."),
+        (2**32 - 1, "User id for event 'login' must be from 0 to 16777215 (BITMAPIST_MAX_USER_ID), got 4294967295."),
+        ("4294967296", "User id for event 'login' must be from 0 to 16777215 (BITMAPIST_MAX_USER_ID), got '4294967296'."),
+        ("9" * 5000, "User id for event 'login' must be from 0 to 16777215 (BITMAPIST_MAX_USER_ID), got '" + "9" * 5000 + "'."),
         (True, "User id for event 'login' must be an int or a string of decimal digits, got True."),
         (False, "User id for event 'login' must be an int or a string of decimal digits, got False."),
         (1.0, "User id for event 'login' must be an int or a string of decimal digits, got 1.0."),

@@ -144,7 +144,7 @@ def test_malformed_lines_are_reported_and_skipped(
         line for line in result.stderr.splitlines() if line.startswith("skipped")
     ] == [
         "skipped line 2: invalid JSON: Expecting property name enclosed in double quotes",
-        "skipped line 3: User id for event 'song:played' must be from 0 to 4294967295, got -1",
+        "skipped line 3: User id for event 'song:played' must be from 0 to 16777215 (BITMAPIST_MAX_USER_ID), got -1",
         "skipped line 5: Event name must not contain whitespace or control characters, got 'two words'",
         "skipped line 6: time must be an ISO 8601 string, got 'yesterday'",
         "skipped line 7: missing user",
@@ -212,3 +212,28 @@ def test_redis_unreachable_is_one_line_without_a_traceback(
         .startswith("Error: Redis is unreachable: Error 111")
     )
     assert "Traceback" not in result.output
+
+
+def test_ids_above_the_maximum_are_malformed_lines(
+    make_app: Any, client: redis.Redis
+) -> None:
+    records = [
+        {"event": "song:played", "user": 2**24 - 1, "time": "2026-03-14T15:09:00Z"},
+        {"event": "song:played", "user": 2**24, "time": "2026-03-14T15:09:00Z"},
+    ]
+    result = invoke(make_app(), "-", input=jsonl(records))
+    assert result.exit_code == 1
+    assert (
+        "skipped line 2: User id for event 'song:played' must be from 0 to 16777215 "
+        "(BITMAPIST_MAX_USER_ID), got 16777216" in result.output
+    )
+    assert "Imported 1 events; skipped 1 lines." in result.output
+    key = "trackist_song:played_2026-3-14"
+    assert client.getbit(key, 2**24 - 1) == 1
+    assert client.strlen(key) == 2 * 1024 * 1024
+
+    raised = invoke(
+        make_app(name="raised", max_user_id=2**24), "-", input=jsonl(records)
+    )
+    assert raised.exit_code == 0, raised.output
+    assert client.getbit(key, 2**24) == 1

@@ -292,3 +292,65 @@ def test_decorator_marks_anonymous_users_as_nothing(
     with app.app_context():
         assert home() == "home"
     assert client.keys("*") == []
+
+
+BIG_ID_ERROR = (
+    "User id for event 'song:played' must be from 0 to 16777215 "
+    "(BITMAPIST_MAX_USER_ID), got {}."
+)
+
+
+def test_an_id_above_the_maximum_is_refused_before_redis_allocates_anything(
+    app: Flask, client: redis.Redis, default_system: redis.Redis
+) -> None:
+    # 2**32 - 1 would make Redis allocate three 512 MiB keys.
+    memory_before = client.info("memory")["used_memory"]
+    with app.app_context():
+        with pytest.raises(ValueError) as error:
+            mark_event("song:played", 2**32 - 1)
+        assert str(error.value) == BIG_ID_ERROR.format(4294967295)
+        with pytest.raises(ValueError, match="got 16777216"):
+            mark_event("song:played", 2**24)
+    # Outside an app the default maximum applies as well.
+    with pytest.raises(ValueError, match=r"got '16777216'\.$"):
+        mark_event("song:played", "16777216")
+    assert client.dbsize() == 0
+    assert client.info("memory")["used_memory"] < memory_before + 1024 * 1024
+
+
+def test_the_largest_allowed_id_costs_at_most_2_mib_a_key(
+    app: Flask, client: redis.Redis
+) -> None:
+    with app.app_context():
+        mark_event("song:played", 2**24 - 1, now=NOW)
+    key = DayEvents.from_date("song:played", NOW).redis_key
+    assert client.getbit(key, 2**24 - 1) == 1
+    assert client.strlen(key) == 2 * 1024 * 1024
+
+
+def test_a_raised_maximum_accepts_larger_ids(
+    make_app: Any, client: redis.Redis
+) -> None:
+    app = make_app(max_user_id=2**25)
+    with app.app_context():
+        mark_event("song:played", 2**25, now=NOW)
+        with pytest.raises(
+            ValueError, match=r"from 0 to 33554432 \(BITMAPIST_MAX_USER_ID\)"
+        ):
+            mark_event("song:played", 2**25 + 1, now=NOW)
+    assert client.getbit(DayEvents.from_date("song:played", NOW).redis_key, 2**25) == 1
+
+
+def test_an_anonymous_request_cannot_mark_a_huge_id_through_a_view_arg(
+    app: Flask, client: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    @app.route("/play/<int:user_id>")
+    @mark("song:played", lambda: request.view_args["user_id"])  # type: ignore[index]
+    def play(user_id: int) -> str:
+        return "playing"
+
+    with caplog.at_level(logging.ERROR, logger="flask_bitmapist"):
+        response = app.test_client().get("/play/4294967295")
+    assert (response.status_code, response.text) == (200, "playing")
+    assert BIG_ID_ERROR.format(4294967295) in caplog.text
+    assert client.dbsize() == 0

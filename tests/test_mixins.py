@@ -139,6 +139,19 @@ def test_commit_marks_created_with_the_primary_key(
     assert client.keys("trackist_user:updated*") == []
 
 
+def test_a_primary_key_above_the_maximum_is_logged_and_marks_nothing(
+    shop: Shop, client: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    with shop.app.app_context(), caplog.at_level(logging.WARNING, "flask_bitmapist"):
+        shop.db.session.add(shop.User(id=2**24, name="far"))
+        shop.db.session.commit()
+    assert (
+        "user:created marked nothing: User id for event 'user:created' must be "
+        "from 0 to 16777215 (BITMAPIST_MAX_USER_ID), got 16777216." in caplog.text
+    )
+    assert client.keys("trackist_user:created*") == []
+
+
 def test_rollback_marks_nothing(shop: Shop, client: redis.Redis) -> None:
     with shop.app.app_context():
         shop.db.session.add(shop.User(name="ada"))
@@ -387,4 +400,22 @@ def test_keys_that_cannot_be_user_ids_need_an_actor() -> None:
             __bitmapist_actor__ = "cookie:x"
             id: Mapped[int] = mapped_column(primary_key=True)
 
+    with pytest.raises(
+        TypeError,
+        match=r"Dunder.__bitmapist_actor__ must be an id source .* got "
+        r"'g:user.__class__': id source 'g:user.__class__': path segment "
+        r"'__class__' must not start with __\.",
+    ):
+
+        class Dunder(Local, Bitmapistable):
+            __tablename__ = "dunder"
+            __bitmapist_actor__ = "g:user.__class__"
+            id: Mapped[int] = mapped_column(primary_key=True)
+
+    class Owned(Local, Bitmapistable):
+        __tablename__ = "owned"
+        __bitmapist_actor__ = "current_user.account.id"
+        id: Mapped[int] = mapped_column(primary_key=True)
+
     assert Acted.bitmapist_event_prefix() == "acted"
+    assert Owned.bitmapist_event_prefix() == "owned"

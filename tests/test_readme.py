@@ -44,3 +44,11 @@ def test_quickstart_runs_as_written(
         assert client.getbit(DayEvents.from_date("user:signed_up").redis_key, 3) == 1
         assert namespace["bitmapist"].stats().written == 5
         client.flushdb()
+
+
+def test_the_readme_cohort_link_is_the_demos() -> None:
+    demo = (README.parent / "examples" / "demo.py").read_text()
+    found = re.search(r"EXAMPLE_COHORT = \(\n((?:\s+\"[^\n]*\"\n)+)\)", demo)
+    assert found is not None
+    link = "".join(re.findall(r'"([^"]*)"', found.group(1)))
+    assert f"http://127.0.0.1:5000{link}\n" in README.read_text()

@@ -4,18 +4,20 @@ middleware marks on a realistic app."""
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import jsonschema
 import pytest
 import redis
 import yaml
-from flask import Flask
+from flask import Blueprint, Flask
 from rules_app import create_app
 
-from flask_bitmapist import DayEvents, RulesError
+from flask_bitmapist import DayEvents, FlaskBitmapist, RulesError
 from flask_bitmapist.rules import parse_rules
 
 HERE = Path(__file__).parent
@@ -53,8 +55,12 @@ CORPUS = {
     "status_with_before.yaml": (5, "rules[0] cannot have a status with when: before, which marks before there is a response", "invalid"),
     "bad_when.yaml": (4, "rules[0].when must be before or after", "invalid"),
     "track_hourly_not_bool.yaml": (4, "rules[0].track_hourly must be true or false, got 'yes'", "invalid"),
-    "unknown_source_prefix.yaml": (4, "rules[0].user must be an id source: current_user, session:KEY, g:NAME, view_arg:NAME, header:NAME, query:NAME or the name of a source the app registers", "invalid"),
+    "unknown_source_prefix.yaml": (4, "rules[0].user must be an id source: current_user, session:KEY, g:NAME, view_arg:NAME, header:NAME, query:NAME, form:FIELD, json:KEY or the name of a source the app registers; current_user, g: and json: take a dotted path of identifiers, as in g:user.id", "invalid"),
     "unregistered_named_source.yaml": (7, "rules[1]: unknown id source 'account_owner' (the app registers these named sources: none)", "valid"),
+    "alias.yaml": (5, "rules files cannot use YAML aliases (*home)", "valid"),
+    "too_deep.yaml": (4, "the YAML nests deeper than 32 levels", "invalid"),
+    "glob_unclosed_bracket.yaml": (3, "rules[0].endpoint 'admin.[a-' has a '[' at character 7 that is never closed, which fnmatch would match literally; write [[] for a literal [", "valid"),
+    "glob_backwards_range.yaml": (3, "rules[0].path '/reports/[z-a]*' has the range z-a, which runs backwards, so fnmatch drops it", "valid"),
 }  # fmt: skip
 
 
@@ -231,3 +237,189 @@ def test_the_id_source_decorator_registers_before_init_app(
     )
     with pytest.raises(ValueError, match="must be an identifier, got 'team lead'"):
         bitmapist.id_source("team lead")
+
+
+# --- globs that fnmatch would read otherwise than they are written
+
+
+@pytest.mark.parametrize(
+    "glob",
+    ["[[]x", "[]]x", "[!]]x", "[a-z]*", "[-a]", "[a-]", "[a-c-a]", "x]", "*.[!_]*"],
+)
+def test_globs_that_fnmatch_reads_as_written_are_accepted(glob: str) -> None:
+    text = f"rules:\n  - event: e\n    endpoint: '{glob}'\n    path: '/{glob}'\n"
+    [rule] = parse_rules(text, "rules.yaml", {})
+    assert (rule.endpoint, rule.path) == (glob, f"/{glob}")
+
+
+@pytest.mark.parametrize(
+    ("key", "glob", "problem"),
+    [
+        ("endpoint", "[a-", "has a '[' at character 1 that is never closed, which fnmatch would match literally; write [[] for a literal ["),
+        ("path", "/x/[a-", "has a '[' at character 4 that is never closed, which fnmatch would match literally; write [[] for a literal ["),
+        ("path", "/[ok]/[!x", "has a '[' at character 7 that is never closed, which fnmatch would match literally; write [[] for a literal ["),
+        ("endpoint", "[z-a]", "has the range z-a, which runs backwards, so fnmatch drops it"),
+        ("endpoint", "x.[!z-a]", "has the range z-a, which runs backwards, so fnmatch drops it"),
+        ("path", "/[a-cz-x]", "has the range z-x, which runs backwards, so fnmatch drops it"),
+    ],
+)  # fmt: skip
+def test_an_unclosed_bracket_or_a_backwards_range_is_refused(
+    key: str, glob: str, problem: str
+) -> None:
+    other = "path: /x" if key == "endpoint" else "endpoint: x"
+    text = f"rules:\n  - event: e\n    {other}\n    {key}: '{glob}'\n"
+    with pytest.raises(RulesError) as error:
+        parse_rules(text, "rules.yaml", {})
+    assert str(error.value) == f"rules.yaml, line 4: rules[0].{key} {glob!r} {problem}."
+
+
+# --- rules that cannot fire on the app's routes
+
+
+def create_flaskr(redis_url: str, root: Path, rules: Path) -> Flask:
+    """Flask's tutorial app in small: the blog blueprint serves / as
+    blog.index, and the app adds / again as endpoint index without a view."""
+    app = Flask("flaskr", root_path=str(root))
+    app.config.update(
+        TESTING=True, BITMAPIST_REDIS_URL=redis_url, BITMAPIST_RULES=str(rules)
+    )
+    blog = Blueprint("blog", "flaskr")
+
+    @blog.route("/")
+    def index() -> str:
+        return "posts"
+
+    @blog.route("/create", methods=("GET", "POST"))
+    def create() -> str:
+        return "created"
+
+    @blog.route("/<int:id>/update", methods=("GET", "POST"))
+    def update(id: int) -> str:
+        return "updated"
+
+    @blog.route("/<int:id>/delete", methods=("POST",))
+    def delete(id: int) -> str:
+        return "deleted"
+
+    app.register_blueprint(blog)
+    app.add_url_rule("/", endpoint="index")
+    app.add_url_rule("/about", endpoint="about")
+
+    @app.put("/api/posts/<uuid:post_id>")
+    def put_post(post_id: UUID) -> str:
+        return "stored"
+
+    FlaskBitmapist(app)
+    return app
+
+
+FLASKR_RULES = """\
+user: header:X-User-Id
+rules:
+  - event: "home:viewed"
+    endpoint: index
+  - event: "post:deleted"
+    endpoint: blog.delete
+  - event: "post:edited"
+    endpoint: "blog.*"
+    methods: [PUT]
+  - event: "post:patched"
+    endpoint: "blog.[cu]*"
+    methods: [PATCH, DELETE]
+  - event: "about:viewed"
+    endpoint: about
+  - event: "api:read"
+    path: "/api/posts/*-*"
+  - event: "never:seen"
+    endpoint: nowhere
+    path: "/nowhere/*"
+"""
+# Each meets its routes: "*" meets anything, HEAD and OPTIONS are added by
+# Flask, and the path glob matches the UUID route's sample URL.
+FINE_RULES = """\
+  - event: "post:created"
+    endpoint: blog.create
+    methods: [POST]
+  - event: "post:any"
+    endpoint: blog.delete
+    methods: "*"
+  - event: "posts:probed"
+    endpoint: blog.index
+    methods: [HEAD]
+  - event: "post:options"
+    endpoint: blog.delete
+    methods: [OPTIONS]
+  - event: "api:written"
+    path: "/api/posts/*-*"
+    methods: [PUT]
+"""
+
+
+@pytest.fixture
+def flaskr_rules(tmp_path: Path) -> Path:
+    path = tmp_path / "rules.yaml"
+    path.write_text(FLASKR_RULES + FINE_RULES)
+    return path
+
+
+def expected_problems(path: Path) -> list[str]:
+    return [
+        f"{path}, line 3: rule 'home:viewed' names endpoint 'index', which has a URL rule (/) but no view; GET requests to / reach 'blog.index'.",
+        f"{path}, line 5: rule 'post:deleted' has methods [GET], but endpoint 'blog.delete' accepts only POST.",
+        f"{path}, line 7: rule 'post:edited' has methods [PUT], but the 4 endpoints it matches accept only GET and POST.",
+        f"{path}, line 10: rule 'post:patched' has methods [DELETE, PATCH], but endpoints 'blog.create' and 'blog.update' accept only GET and POST.",
+        f"{path}, line 13: rule 'about:viewed' names endpoint 'about', which has a URL rule (/about) but no view; GET requests to /about reach it and fail, as it has no view.",
+        f"{path}, line 15: rule 'api:read' has methods [GET], but endpoint 'put_post' accepts only PUT.",
+        f"{path}, line 17: rule 'never:seen' (endpoint 'nowhere' and path '/nowhere/*') matches no route.",
+    ]  # fmt: skip
+
+
+def test_problems_name_each_rule_that_cannot_fire_and_why(
+    redis_url: str, tmp_path: Path, flaskr_rules: Path
+) -> None:
+    app = create_flaskr(redis_url, tmp_path, flaskr_rules)
+    problems = app.extensions["bitmapist"].state(app).ruleset.problems(app)
+    assert [problem.message for problem in problems] == expected_problems(flaskr_rules)
+    assert [problem.rule.event for problem in problems][:2] == [
+        "home:viewed",
+        "post:deleted",
+    ]
+
+
+def test_rules_check_prints_every_problem_and_exits_1(
+    redis_url: str, tmp_path: Path, flaskr_rules: Path
+) -> None:
+    app = create_flaskr(redis_url, tmp_path, flaskr_rules)
+    result = app.test_cli_runner().invoke(args=["bitmapist", "rules", "check"])
+    assert (result.exit_code, result.stdout) == (1, "")
+    assert result.stderr.splitlines() == expected_problems(flaskr_rules)
+
+
+def test_rules_check_exits_0_when_every_rule_can_fire(
+    redis_url: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "fine.yaml"
+    path.write_text("user: header:X-User-Id\nrules:\n" + FINE_RULES)
+    app = create_flaskr(redis_url, tmp_path, path)
+    result = app.test_cli_runner().invoke(args=["bitmapist", "rules", "check"])
+    assert (result.exit_code, result.stdout, result.stderr) == (
+        0,
+        "All 5 rules match a route.\n",
+        "",
+    )
+
+
+def test_the_first_request_logs_each_problem_once(
+    redis_url: str, tmp_path: Path, flaskr_rules: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = create_flaskr(redis_url, tmp_path, flaskr_rules)
+    web = app.test_client()
+    with caplog.at_level(logging.WARNING, logger="flask_bitmapist"):
+        assert web.get("/").text == "posts"
+        assert web.post("/1/delete").text == "deleted"
+    warnings = [
+        record.getMessage()
+        for record in caplog.records
+        if record.name == "flask_bitmapist" and record.levelno == logging.WARNING
+    ]
+    assert warnings == expected_problems(flaskr_rules)

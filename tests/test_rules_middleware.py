@@ -3,18 +3,24 @@ multiple matches, before and after, statuses, raised exceptions, id sources."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import textwrap
 from collections.abc import Callable
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
-from flask import Flask
+from flask import Blueprint, Flask, g, request
 from flask.testing import FlaskClient
-from rules_app import create_app
+from flask_login import LoginManager
+from rules_app import User, create_app
 
-from flask_bitmapist import DayEvents, HourEvents, UniqueEvents
+from flask_bitmapist import DayEvents, FlaskBitmapist, HourEvents, UniqueEvents
+from flask_bitmapist.middleware import install_rule_hooks
+from flask_bitmapist.rules import RuleSet, load_rules
 from flask_bitmapist.testing import free_port
 
 HERE = Path(__file__).parent
@@ -300,7 +306,7 @@ def test_rules_matching_no_route_are_logged_once_at_the_first_request(
     assert len(warnings) == 50
     assert (
         warnings[0]
-        == f"Rule for 'never:0' at {unmatched_rules}, line 2 matches no route of the app."
+        == f"{unmatched_rules}, line 2: rule 'never:0' (endpoint 'nowhere.n0') matches no route."
     )
 
 
@@ -314,7 +320,7 @@ def test_rules_check_exits_1_and_lists_rules_that_match_no_route(
     assert len(lines) == 50
     assert (
         lines[0]
-        == f"{unmatched_rules}, line 2: 'never:0' (endpoint 'nowhere.n0') matches no route."
+        == f"{unmatched_rules}, line 2: rule 'never:0' (endpoint 'nowhere.n0') matches no route."
     )
 
 
@@ -336,4 +342,548 @@ def test_rules_check_judges_path_globs_against_routes(
         .invoke(args=["bitmapist", "rules", "check"])
     )
     assert result.exit_code == 1
-    assert result.stderr == f"{path}, line 4: 'b' (path '/nope/*') matches no route.\n"
+    assert (
+        result.stderr
+        == f"{path}, line 4: rule 'b' (path '/nope/*') matches no route.\n"
+    )
+
+
+# --- who the user of a request is: whoever it ends with, or else whoever it
+# started with
+
+
+@pytest.fixture
+def write_rules(tmp_path: Path) -> Callable[[str], str]:
+    """Write a rules file (dedented) and return its path."""
+
+    def write(text: str) -> str:
+        path = tmp_path / "rules.yaml"
+        path.write_text(textwrap.dedent(text).lstrip())
+        return str(path)
+
+    return write
+
+
+def warnings_of(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        record.getMessage()
+        for record in caplog.records
+        if record.name == "flask_bitmapist"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("source", "user"),
+    [
+        ("current_user", 15),
+        ("current_user.account.id", 1015),
+        ("session:_user_id", 15),
+    ],
+)
+def test_a_logout_rule_marks_the_user_the_request_started_with(
+    make_app_with: Any,
+    write_rules: Callable[[str], str],
+    marked: Any,
+    source: str,
+    user: int,
+) -> None:
+    path = write_rules(f"""
+        rules:
+          - event: "user:signed_out"
+            endpoint: logout_view
+            methods: [POST]
+            user: {source}
+        """)
+    web = make_app_with(BITMAPIST_RULES=path).test_client()
+    assert web.post("/logout").text == "out"
+    assert marked("user:signed_out") == set()
+    assert web.post("/login/15").text == "in"
+    assert web.post("/logout").text == "out"
+    assert marked("user:signed_out") == {user}
+    with web.session_transaction() as session:
+        assert dict(session) == {}
+
+
+def test_a_login_rule_marks_the_user_the_request_ends_with(
+    make_app_with: Any, marked: Any
+) -> None:
+    app = make_app_with(BITMAPIST_RULES=str(HERE / "rules" / "valid" / "login.yaml"))
+    web = app.test_client()
+    assert web.post("/login/15").text == "in"
+    assert marked("user:logged_in") == {15}
+    # Logged in as 5 when it starts, as 16 when it ends: 16 is the user.
+    assert web.post("/login/16", headers=LOGIN).text == "in"
+    assert marked("user:logged_in") == {15, 16}
+
+
+def test_named_sources_are_read_only_as_the_request_ends(
+    make_app_with: Any, write_rules: Callable[[str], str], marked: Any
+) -> None:
+    calls: list[str | None] = []
+
+    def counted() -> None:
+        calls.append(request.endpoint)
+
+    path = write_rules("""
+        rules:
+          - event: "home:viewed"
+            endpoint: index
+            user: counted
+          - event: "home:counted"
+            endpoint: index
+            user: counted
+        """)
+    web = make_app_with(
+        BITMAPIST_RULES=path, BITMAPIST_ID_SOURCES={"counted": counted}
+    ).test_client()
+    assert web.get("/shop/cart").text == "cart"
+    assert calls == []
+    assert web.get("/").text == "home"
+    # Once for each rule as it ends, never early: a named source may have
+    # side effects, or need what the app's own hooks set up.
+    assert calls == ["index", "index"]
+    assert marked("home:viewed") == set()
+
+
+@pytest.mark.parametrize(
+    ("source", "body", "echoed"),
+    [
+        ("form:uid", {"data": {"uid": "12"}}, b"uid=12"),
+        ("json:uid", {"json": {"uid": 12}}, b'{"uid": 12}'),
+    ],
+)
+def test_sources_the_client_sends_are_not_read_before_the_view(
+    make_app_with: Any,
+    write_rules: Callable[[str], str],
+    marked: Any,
+    source: str,
+    body: dict[str, Any],
+    echoed: bytes,
+) -> None:
+    path = write_rules(f"""
+        rules:
+          - event: "echo:posted"
+            endpoint: echo
+            methods: [POST]
+            user: {source}
+        """)
+    web = make_app_with(BITMAPIST_RULES=path).test_client()
+    assert web.post("/echo", **body).data == echoed
+    assert marked("echo:posted") == {12}
+
+
+def test_an_error_reading_a_source_as_the_request_starts_is_ignored(
+    make_app_with: Any,
+    write_rules: Callable[[str], str],
+    marked: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    path = write_rules("""
+        rules:
+          - event: "user:signed_up"
+            endpoint: signup
+            methods: [POST]
+            user: new_account
+        """)
+    app = make_app_with(
+        BITMAPIST_RULES=path,
+        # g.new_user does not exist until the view runs.
+        BITMAPIST_ID_SOURCES={"new_account": lambda: g.new_user.id},
+    )
+    with caplog.at_level(logging.WARNING, logger="flask_bitmapist"):
+        response = app.test_client().post("/signup")
+    assert (response.status_code, response.text) == (201, "welcome")
+    assert marked("user:signed_up") == {101}
+    assert warnings_of(caplog) == []
+
+
+# --- form, json and dotted paths
+
+
+SIGN_UP = """
+    rules:
+      - event: "user:signed_up"
+        endpoint: signup
+        methods: [POST]
+        status: [201]
+        user: {source}
+    """
+
+
+@pytest.mark.parametrize(
+    ("source", "body", "user"),
+    [
+        ("form:uid", {"data": {"uid": "12"}}, 12),
+        ("json:uid", {"json": {"uid": 12}}, 12),
+        ("json:user.id", {"json": {"user": {"id": 7}}}, 7),
+        ("json:user.id", {"json": {"user": {"id": "8"}}}, 8),
+        ("g:new_user.id", {}, 101),
+    ],
+)
+def test_a_sign_up_rule_finds_the_new_user(
+    make_app_with: Any,
+    write_rules: Callable[[str], str],
+    marked: Any,
+    source: str,
+    body: dict[str, Any],
+    user: int,
+) -> None:
+    path = write_rules(SIGN_UP.format(source=source))
+    response = make_app_with(BITMAPIST_RULES=path).test_client().post("/signup", **body)
+    assert (response.status_code, response.text) == (201, "welcome")
+    assert marked("user:signed_up") == {user}
+
+
+@pytest.mark.parametrize(
+    ("source", "body"),
+    [
+        ("json:user.id", {"json": {"user": 7}}),
+        ("json:user.id", {"json": {"account": {"id": 7}}}),
+        ("json:user.id", {"json": [{"user": {"id": 7}}]}),
+        ("json:user.id", {"data": "{not json", "content_type": "application/json"}),
+        ("json:uid", {"data": {"uid": "12"}}),
+        ("form:uid", {"json": {"uid": 12}}),
+        ("g:new_user.profile.id", {}),
+        ("g:nobody.id", {}),
+    ],
+)
+def test_a_value_missing_along_the_path_marks_nothing_quietly(
+    make_app_with: Any,
+    write_rules: Callable[[str], str],
+    client: redis.Redis,
+    caplog: pytest.LogCaptureFixture,
+    source: str,
+    body: dict[str, Any],
+) -> None:
+    path = write_rules(SIGN_UP.format(source=source))
+    web = make_app_with(BITMAPIST_RULES=path).test_client()
+    with caplog.at_level(logging.WARNING, logger="flask_bitmapist"):
+        response = web.post("/signup", **body)
+    assert (response.status_code, response.text) == (201, "welcome")
+    assert client.keys("*") == []
+    assert warnings_of(caplog) == []
+
+
+def test_current_user_with_a_path_reads_its_attributes(
+    make_app_with: Any, write_rules: Callable[[str], str], marked: Any
+) -> None:
+    path = write_rules("""
+        user: current_user.account.id
+        rules:
+          - event: "home:viewed"
+            endpoint: index
+        """)
+    web = make_app_with(BITMAPIST_RULES=path).test_client()
+    assert web.get("/").text == "home"
+    assert marked("home:viewed") == set()
+    assert web.get("/", headers=LOGIN).text == "home"
+    assert marked("home:viewed") == {1005}
+
+
+@pytest.mark.parametrize(
+    ("source", "body", "hint"),
+    [
+        (
+            "g:new_user",
+            {},
+            "got <Account 101>. It is an object: name its id attribute, "
+            'as in "g:new_user.id".',
+        ),
+        (
+            "json:user",
+            {"json": {"user": {"id": 7}}},
+            "got {'id': 7}. It is not an id: name its id key, as in \"json:user.id\".",
+        ),
+    ],
+)
+def test_an_object_where_an_id_belongs_hints_at_its_id(
+    make_app_with: Any,
+    write_rules: Callable[[str], str],
+    client: redis.Redis,
+    caplog: pytest.LogCaptureFixture,
+    source: str,
+    body: dict[str, Any],
+    hint: str,
+) -> None:
+    path = write_rules(SIGN_UP.format(source=source))
+    web = make_app_with(BITMAPIST_RULES=path).test_client()
+    with caplog.at_level(logging.WARNING, logger="flask_bitmapist"):
+        assert web.post("/signup", **body).status_code == 201
+    assert warnings_of(caplog) == [
+        f"Rule at {path}, line 2 marked nothing: User id for event "
+        f"'user:signed_up' must be an int or a string of decimal digits, {hint}"
+    ]
+    assert client.keys("*") == []
+
+
+# --- "marked nothing" warnings: the first, then at most one a minute per rule
+
+
+class Clock:
+    """A clock the test sets by hand."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def app_with_clock(
+    redis_url: str, instance_path: str, rules: str, clock: Clock
+) -> Flask:
+    """A rules app whose hooks space their warnings by ``clock``."""
+    app = create_app(redis_url, instance_path, [])
+    state = app.extensions["bitmapist"].state(app)
+    ruleset = RuleSet(load_rules([rules], app.root_path, state.id_sources))
+    install_rule_hooks(app, dataclasses.replace(state, ruleset=ruleset), clock=clock)
+    return app
+
+
+def test_marked_nothing_warnings_are_rate_limited_per_rule_and_per_app(
+    redis_url: str,
+    tmp_path: Path,
+    write_rules: Callable[[str], str],
+    client: redis.Redis,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    path = write_rules("""
+        rules:
+          - event: "api:called"
+            path: "/api/*"
+            user: header:X-User-Id
+          - event: "game:played"
+            endpoint: play
+            user: view_arg:user_id
+        """)
+    clock = Clock()
+    web = app_with_clock(redis_url, str(tmp_path / "a"), path, clock).test_client()
+    bad = {"X-User-Id": "abc"}
+    api = (
+        f"Rule at {path}, line 2 marked nothing: User id for event 'api:called' "
+        "must be an int or a string of decimal digits, got 'abc'."
+    )
+    with caplog.at_level(logging.WARNING, logger="flask_bitmapist"):
+        for _ in range(3):
+            assert web.get("/api/items/3", headers=bad).json == {
+                "id": 3,
+                "method": "GET",
+            }
+        clock.now = 59.9
+        web.get("/api/items/3", headers=bad)
+        # Another rule: its first warning is logged.
+        assert web.get("/play/99999999").text == "played 99999999"
+        clock.now = 60.0
+        web.get("/api/items/3", headers=bad)
+        web.get("/api/items/3", headers=bad)
+        # Another app, with the same rules file: its own first warning.
+        other = app_with_clock(redis_url, str(tmp_path / "b"), path, Clock())
+        other.test_client().get("/api/items/3", headers=bad)
+    assert warnings_of(caplog) == [
+        api,
+        f"Rule at {path}, line 5 marked nothing: User id for event 'game:played' "
+        "must be from 0 to 16777215 (BITMAPIST_MAX_USER_ID), got 99999999.",
+        f"Rule at {path}, line 2 marked nothing (3 warnings suppressed since the "
+        "last one): User id for event 'api:called' must be an int or a string "
+        "of decimal digits, got 'abc'.",
+        api,
+    ]
+    assert client.keys("*") == []
+
+
+# --- current_user without Flask-Login set up on the app
+
+
+def test_current_user_without_a_login_manager_is_reported_once(
+    make_app: Any,
+    write_rules: Callable[[str], str],
+    client: redis.Redis,
+    marked: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    path = write_rules("""
+        rules:
+          - event: "home:viewed"
+            endpoint: index
+          - event: "home:searched"
+            endpoint: index
+            user: query:uid
+        """)
+    app = make_app(rules=path)
+    app.add_url_rule("/", "index", lambda: "home")
+    web = app.test_client()
+    with caplog.at_level(logging.WARNING, logger="flask_bitmapist"):
+        assert web.get("/?uid=3").text == "home"
+        assert web.get("/?uid=4").text == "home"
+    assert warnings_of(caplog) == [
+        "Rules use the id source current_user, but Flask-Login is not set up on "
+        "this app: create LoginManager(app), or name another source with user:. "
+        "Until then, the rules that use it mark nothing."
+    ]
+    assert marked("home:searched") == {3, 4}
+    assert client.keys("trackist_home:viewed_*") == []
+
+
+def test_a_login_manager_set_up_after_the_extension_is_found(
+    make_app: Any,
+    write_rules: Callable[[str], str],
+    marked: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    path = write_rules("""
+        rules:
+          - event: "home:viewed"
+            endpoint: index
+        """)
+    app = make_app(rules=path)
+    login = LoginManager(app)
+
+    @login.request_loader
+    def from_header(request: Any) -> User | None:
+        user_id = request.headers.get("X-Login")
+        return User(user_id) if user_id else None
+
+    app.add_url_rule("/", "index", lambda: "home")
+    with caplog.at_level(logging.WARNING, logger="flask_bitmapist"):
+        assert app.test_client().get("/", headers=LOGIN).text == "home"
+    assert warnings_of(caplog) == []
+    assert marked("home:viewed") == {5}
+
+
+# --- BITMAPIST_MAX_USER_ID
+
+
+PLAY = """
+    rules:
+      - event: "game:played"
+        endpoint: play
+        user: view_arg:user_id
+    """
+
+
+def test_an_id_above_the_maximum_marks_nothing_and_writes_no_key(
+    make_app_with: Any,
+    write_rules: Callable[[str], str],
+    client: redis.Redis,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    path = write_rules(PLAY)
+    web = make_app_with(BITMAPIST_RULES=path).test_client()
+    with caplog.at_level(logging.WARNING, logger="flask_bitmapist"):
+        response = web.get("/play/4294967295")
+    assert (response.status_code, response.text) == (200, "played 4294967295")
+    assert warnings_of(caplog) == [
+        f"Rule at {path}, line 2 marked nothing: User id for event 'game:played' "
+        "must be from 0 to 16777215 (BITMAPIST_MAX_USER_ID), got 4294967295."
+    ]
+    assert client.keys() == []
+    assert client.dbsize() == 0
+
+
+def test_rules_use_the_apps_max_user_id(
+    make_app_with: Any,
+    write_rules: Callable[[str], str],
+    client: redis.Redis,
+    marked: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    path = write_rules(PLAY)
+    web = make_app_with(BITMAPIST_RULES=path, BITMAPIST_MAX_USER_ID=1000).test_client()
+    with caplog.at_level(logging.WARNING, logger="flask_bitmapist"):
+        assert web.get("/play/1001").text == "played 1001"
+    assert warnings_of(caplog) == [
+        f"Rule at {path}, line 2 marked nothing: User id for event 'game:played' "
+        "must be from 0 to 1000 (BITMAPIST_MAX_USER_ID), got 1001."
+    ]
+    assert client.keys() == []
+    assert web.get("/play/1000").text == "played 1000"
+    assert marked("game:played") == {1000}
+
+
+# --- what after rules must not do: load the user early, read large bodies
+
+
+def test_an_after_rule_does_not_load_the_user_before_the_apps_hooks(
+    redis_url: str, tmp_path: Path, write_rules: Callable[[str], str], marked: Any
+) -> None:
+    # The app's user loader needs what a blueprint's before_request sets
+    # (a tenant); those hooks run after the extension's. Loading current_user
+    # in the extension's hook would cache an anonymous user for the request.
+    from flask_login import current_user, login_user
+
+    path = write_rules("""
+        rules:
+          - event: "report:viewed"
+            endpoint: reports.show
+        """)
+    app = Flask("tenants", instance_path=str(tmp_path / "tenants"))
+    app.config.update(
+        TESTING=True, SECRET_KEY="s", BITMAPIST_REDIS_URL=redis_url,
+        BITMAPIST_RULES=path,
+    )  # fmt: skip
+    login = LoginManager(app)
+
+    @login.user_loader
+    def load(user_id: str) -> Any:
+        return User(user_id) if g.get("tenant") == "acme" else None
+
+    @app.post("/login/<user_id>")
+    def log_in(user_id: str) -> str:
+        g.tenant = "acme"
+        login_user(User(user_id))
+        return "in"
+
+    reports = Blueprint("reports", __name__)
+
+    @reports.before_request
+    def set_tenant() -> None:
+        g.tenant = "acme"
+
+    @reports.route("/reports")
+    def show() -> str:
+        return "yes" if current_user.is_authenticated else "anonymous"
+
+    app.register_blueprint(reports)
+    FlaskBitmapist(app)
+    web = app.test_client()
+    assert web.post("/login/7").text == "in"
+    assert web.get("/reports").text == "yes"
+    assert marked("report:viewed") == {7}
+
+
+@pytest.mark.parametrize("source", ["form:uid", "json:uid"])
+def test_a_body_larger_than_64_kib_or_without_a_length_is_not_read(
+    make_app_with: Any, write_rules: Callable[[str], str], marked: Any, source: str
+) -> None:
+    path = write_rules(f"""
+        rules:
+          - event: "echo:posted"
+            endpoint: echo
+            methods: [POST]
+            user: {source}
+        """)
+    web = make_app_with(BITMAPIST_RULES=path).test_client()
+    kind = source.partition(":")[0]
+    padding = "x" * (64 * 1024)
+    big = (
+        {"data": {"uid": "12", "pad": padding}}
+        if kind == "form"
+        else {"json": {"uid": 12, "pad": padding}}
+    )
+    assert len(web.post("/echo", **big).data) > 64 * 1024
+    assert marked("echo:posted") == set()
+    small = b"uid=12" if kind == "form" else b'{"uid": 12}'
+    content_type = (
+        "application/x-www-form-urlencoded" if kind == "form" else "application/json"
+    )
+
+    # A chunked body declares no length: it is not read either.
+    chunked = web.post(
+        "/echo",
+        input_stream=BytesIO(small),
+        headers={"Content-Type": content_type, "Transfer-Encoding": "chunked"},
+    )
+    assert chunked.status_code == 200
+    assert marked("echo:posted") == set()
+    assert web.post("/echo", data=small, content_type=content_type).data == small
+    assert marked("echo:posted") == {12}

@@ -2,8 +2,10 @@
 
 It is closed (403) unless the app runs in debug or testing mode, or
 ``BITMAPIST_DASHBOARD_ACCESS`` is a callable that returns True for the
-request. Every response carries a strict Content-Security-Policy; the pages
-load only their own script and stylesheet from the blueprint's static folder.
+request; a request the browser marks ``Sec-Fetch-Site: cross-site`` gets 403
+whatever the access. Every response carries a strict Content-Security-Policy;
+the pages load only their own script and stylesheet from the blueprint's
+static folder.
 """
 
 from .views import blueprint

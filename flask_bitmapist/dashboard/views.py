@@ -1,7 +1,13 @@
-"""The dashboard's views, its access guard, security headers and error pages."""
+"""The dashboard's views, its access guard, security headers and error pages.
+
+Besides its own endpoints, the blueprint keeps those of 0.1.x, so that an
+app's ``url_for("bitmapist.index")``, ``"bitmapist.events"`` and
+``"bitmapist.cohort"`` still build: they serve the same views.
+"""
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import re
@@ -17,11 +23,12 @@ from flask import (
     render_template,
     request,
 )
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import ClientDisconnected, HTTPException
 
 from ..ids import validate_event_name
 from ..queries import (
     TIME_GROUPS,
+    EventHistory,
     FieldError,
     count_events,
     event_history,
@@ -55,14 +62,34 @@ _SECURITY_HEADERS = {
 }
 _FORMATS = ("html", "json", "csv")
 _UNSAFE_FILENAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
+_CROSS_SITE_REFUSED = (
+    "The dashboard answers only requests from its own site; "
+    "open it from its address or a bookmark."
+)
+_CLOSED = "The dashboard is closed: see BITMAPIST_DASHBOARD_ACCESS."
 
 
 @blueprint.before_request
 def _guard() -> Any:
-    """Answer 403 unless the dashboard is open to this request."""
+    """Answer 403 to a request from another site, and unless the dashboard is
+    open to this request."""
+    # Browsers say in Sec-Fetch-Site where a request comes from: another
+    # site's form, link or script must not reach the dashboard with an
+    # admin's cookies. The static files too: no other site needs them, and a
+    # rule without exceptions is simpler to state and to check. Browsers
+    # without the header still meet the JSON-only cohort POST.
+    if request.headers.get("Sec-Fetch-Site", "").strip().lower() == "cross-site":
+        return _forbidden(_CROSS_SITE_REFUSED, cross_site=True)
+    # The static files stay served while closed: the 403 page uses them.
     if request.endpoint == "bitmapist.static" or _access_granted():
         return None
-    return render_template("bitmapist/forbidden.html"), 403
+    return _forbidden(_CLOSED, cross_site=False)
+
+
+def _forbidden(message: str, cross_site: bool) -> tuple[Any, int]:
+    if _wants_json():
+        return jsonify(error=message), 403
+    return render_template("bitmapist/forbidden.html", cross_site=cross_site), 403
 
 
 def _access_granted() -> bool:
@@ -135,18 +162,43 @@ def _is_event_name(prefix: str) -> bool:
 
 
 @blueprint.route("/event/<path:name>")
-def event(name: str) -> str:
+def event(name: str) -> Any:
     """An event's daily counts over 30 days as a chart, and its weekly and
-    monthly counts."""
+    monthly counts; 404 with the names close to it for an unknown event."""
     if not _is_event_name(name):
         abort(404, "There is no event of that name.")
     history = event_history(name)
+    # Listing the event names costs a SCAN of every key, so only an event
+    # without a count in the periods shown pays it: one with older data still
+    # exists, and shows its zeros.
+    if not _has_counts(history):
+        names = list_event_names()
+        if name not in names:
+            return _unknown_event(name, names)
     chart = bar_chart(
         [(start.date().isoformat(), count) for start, count in history.days]
     )
     return render_template(
         "bitmapist/event.html", name=name, history=history, chart=chart
     )
+
+
+def _has_counts(history: EventHistory) -> bool:
+    return any(
+        count
+        for series in (history.days, history.weeks, history.months)
+        for _, count in series
+    )
+
+
+def _unknown_event(name: str, names: list[str]) -> tuple[Any, int]:
+    """404 for an event without keys, with up to 3 close names (as ``flask
+    bitmapist cohort`` suggests them)."""
+    close = difflib.get_close_matches(name, names, n=3)
+    if _wants_json():
+        hint = f"; did you mean {', '.join(close)}?" if close else "."
+        return jsonify(error=f"Unknown event {name!r}{hint}"), 404
+    return render_template("bitmapist/unknown_event.html", name=name, close=close), 404
 
 
 @blueprint.errorhandler(FieldError)
@@ -192,9 +244,16 @@ def cohort_api() -> Any:
 
     Bad input answers 400 with ``{"error": ..., "field": ...}``.
     """
+    # JSON only: a page of another site can send a form's text/plain or
+    # urlencoded body with the user's cookies, but not application/json
+    # without a CORS preflight, which the dashboard never grants.
+    if request.mimetype != "application/json":
+        got = request.mimetype[:100] or "none"
+        response = jsonify(error=f"Content-Type must be application/json, got {got}.")
+        response.headers["Accept-Post"] = "application/json"
+        return response, 415
     fmt = _requested_format()
-    # Read one byte past the limit, so a body of any size costs at most that.
-    raw = request.stream.read(MAX_BODY_BYTES + 1)
+    raw = _read_body()
     if len(raw) > MAX_BODY_BYTES:
         raise FieldError("body", "is larger than 64 KiB.")
     try:
@@ -202,6 +261,39 @@ def cohort_api() -> Any:
     except (ValueError, RecursionError):
         raise FieldError("body", "is not valid JSON.") from None
     return _formatted(CohortRequest.from_json(body).run(), fmt)
+
+
+def _read_body() -> bytes:
+    """The body, up to one byte past the limit, so a body of any size costs at
+    most that.
+
+    A read may return less than asked (a socket hands over what has come), so
+    it reads until the limit or the end. A body that ends before its
+    Content-Length is a 400, not a truncated body taken for a whole one.
+    """
+    raw = bytearray()
+    try:
+        while len(raw) <= MAX_BODY_BYTES:
+            chunk = request.stream.read(MAX_BODY_BYTES + 1 - len(raw))
+            if not chunk:
+                break
+            raw += chunk
+    except ClientDisconnected:
+        raise FieldError("body", "ended before its Content-Length.") from None
+    return bytes(raw)
+
+
+@blueprint.route("/cohort", methods=["GET", "POST"], endpoint="cohort")
+def cohort_either() -> Any:
+    """0.1.x's ``bitmapist.cohort`` endpoint, for ``url_for``: the page on GET,
+    the API on POST. Requests to ``/cohort`` reach the two views directly."""
+    return cohort_api() if request.method == "POST" else cohort_page()
+
+
+# 0.1.x's other endpoints: "/" was "index", and "/events" listed every event
+# with its counts, which the overview does.
+blueprint.add_url_rule("/", endpoint="index", view_func=overview)
+blueprint.add_url_rule("/events", endpoint="events", view_func=overview)
 
 
 def _formatted(report: CohortReport, fmt: str) -> Any:
