@@ -18,9 +18,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 from flask import Flask, Response, current_app, g, request, request_finished
 
@@ -37,6 +37,7 @@ _PENDING = "_bitmapist_pending_rules"
 # The user Flask-Login logged out during the request, on flask.g.
 _LOGGED_OUT = "_bitmapist_logged_out_user"
 _NOTHING: frozenset[str] = frozenset()
+_NONE: Mapping[str, Any] = MappingProxyType({})
 #: A rule that keeps marking nothing logs why at most once per this many seconds.
 WARNING_INTERVAL = 60.0
 
@@ -77,8 +78,7 @@ class WarningLimiter:
             return self._held.pop(key, 0)
 
 
-@dataclass(frozen=True)
-class _Pending:
+class _Pending(NamedTuple):
     """A request's after rules, the events its before rules marked, and the
     values its ``session:`` sources had as it arrived."""
 
@@ -109,6 +109,10 @@ class RuleHooks:
         self._login_sources = frozenset(
             rule.user for rule in self._ruleset.rules if uses_current_user(rule.user)
         )
+        # Most apps have no session: source; they skip reading it per request.
+        self._session_sources = any(
+            rule.user.startswith("session:") for rule in self._ruleset.rules
+        )
         self._first_request_lock = threading.Lock()
         self._first_request_seen = False
         # Sources that cannot be read on this app, found at the first request.
@@ -138,8 +142,8 @@ class RuleHooks:
         before, after = self._ruleset.for_endpoint(request.endpoint)
         marked = self._guarded(before, None, _NOTHING) if before else _NOTHING
         if after:
-            pending = _Pending(after, marked, self._session_values(after))
-            setattr(g, _PENDING, pending)
+            values = self._session_values(after) if self._session_sources else _NONE
+            setattr(g, _PENDING, _Pending(after, marked, values))
 
     def request_finished(
         self, sender: Flask, response: Response, **extra: object
