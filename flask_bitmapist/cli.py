@@ -7,7 +7,6 @@ unknown event, a bad date, ...); 2 the command line itself is wrong (click).
 
 from __future__ import annotations
 
-import difflib
 import itertools
 import json
 import os
@@ -23,7 +22,13 @@ from flask.cli import AppGroup
 
 from .importer import Format, MalformedLine, import_marks, read_marks
 from .maintenance import delete_keys, expired_keys, memory_by_event, memory_by_key
-from .queries import FieldError, count_events, list_event_names
+from .queries import (
+    FieldError,
+    close_event_names,
+    count_events,
+    list_event_names,
+    unknown_event_message,
+)
 from .report import MAX_PERIODS, CohortReport, CohortRequest
 from .seed import MAX_SEED_DAYS, MAX_SEED_USERS, seed_events
 from .state import AppState
@@ -67,7 +72,7 @@ def check_rules() -> None:
         click.echo(problem.message, err=True)
     if problems:
         raise SystemExit(1)
-    click.echo(f"All {len(rules)} rules match a route.")
+    click.echo(f"All {len(rules)} rules can fire on the app's routes.")
 
 
 @bitmapist_cli.command("import")
@@ -272,9 +277,9 @@ def cohort_command(
     named += [name for name, _ in request.additional_events]
     for name in named:
         if name not in known:
-            close = difflib.get_close_matches(name, sorted(known), n=3)
-            hint = f"; did you mean {', '.join(close)}?" if close else "."
-            raise click.ClickException(f"Unknown event {name!r}{hint}")
+            raise click.ClickException(
+                unknown_event_message(name, close_event_names(name, known))
+            )
     report = request.run()
     if fmt == "json":
         click.echo(json.dumps(report.to_json(), indent=2))

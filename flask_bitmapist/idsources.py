@@ -102,24 +102,24 @@ PREFIXED_SOURCES: dict[str, Callable[[str, str], IdSource]] = {
 }
 
 
-def current_user_id() -> Any:
-    """Flask-Login's ``current_user.get_id()``, or ``None`` for an anonymous user."""
+def _logged_in_user() -> Any:
+    """Flask-Login's ``current_user`` as the object it stands for, or ``None``
+    for an anonymous user."""
     from flask_login import current_user
 
     if not current_user or not current_user.is_authenticated:
         return None
-    return current_user.get_id()
+    return current_user._get_current_object()
+
+
+def current_user_id() -> Any:
+    """Flask-Login's ``current_user.get_id()``, or ``None`` for an anonymous user."""
+    user = _logged_in_user()
+    return None if user is None else user.get_id()
 
 
 def _current_user_source(path: tuple[str, ...]) -> IdSource:
-    def read() -> Any:
-        from flask_login import current_user
-
-        if not current_user or not current_user.is_authenticated:
-            return None
-        return _attributes(current_user._get_current_object(), path)
-
-    return read
+    return lambda: _attributes(_logged_in_user(), path)
 
 
 def user_id_of(spec: str, user: Any) -> Any:

@@ -11,6 +11,7 @@ scratch keys are deleted inside its own atomic run.
 
 from __future__ import annotations
 
+import difflib
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -473,6 +474,19 @@ def list_event_names(prefix: str = "", system: str | None = None) -> list[str]:
     :param system: a bitmapist system name; default the current app's.
     """
     return sorted({name for _, name, _ in event_keys(resolve_client(system), prefix)})
+
+
+def close_event_names(name: str, names: Iterable[str]) -> list[str]:
+    """Up to three of ``names`` that look like ``name``, closest first: what
+    an unknown event name was probably meant to be."""
+    return difflib.get_close_matches(name, sorted(names), n=3)
+
+
+def unknown_event_message(name: str, close: Sequence[str]) -> str:
+    """``Unknown event 'plya'; did you mean play?``, or without the question
+    when ``close`` is empty."""
+    hint = f"; did you mean {', '.join(close)}?" if close else "."
+    return f"Unknown event {name!r}{hint}"
 
 
 @dataclass(frozen=True)

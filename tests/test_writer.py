@@ -21,6 +21,7 @@ from typing import Any, cast
 import pytest
 import redis
 from flask import Flask
+from processes import wait_until
 
 from flask_bitmapist import DayEvents, flush, mark, mark_event, testing
 from flask_bitmapist.testing import RedisProcess, free_port
@@ -66,15 +67,6 @@ def any_redis(
     server.start()
     yield server
     server.stop()
-
-
-def wait_until(condition: Callable[[], bool], what: str) -> None:
-    """Return once ``condition()`` holds; fail after 20 s of waiting for it."""
-    deadline = time.monotonic() + 20
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.01)
 
 
 # Each puts a real server in a state where it fails a write, and ends it

@@ -7,7 +7,6 @@ app's ``url_for("bitmapist.index")``, ``"bitmapist.events"`` and
 
 from __future__ import annotations
 
-import difflib
 import json
 import logging
 import re
@@ -30,9 +29,11 @@ from ..queries import (
     TIME_GROUPS,
     EventHistory,
     FieldError,
+    close_event_names,
     count_events,
     event_history,
     list_event_names,
+    unknown_event_message,
 )
 from ..report import CohortReport, CohortRequest
 from ..state import current_state
@@ -194,10 +195,9 @@ def _has_counts(history: EventHistory) -> bool:
 def _unknown_event(name: str, names: list[str]) -> tuple[Any, int]:
     """404 for an event without keys, with up to 3 close names (as ``flask
     bitmapist cohort`` suggests them)."""
-    close = difflib.get_close_matches(name, names, n=3)
+    close = close_event_names(name, names)
     if _wants_json():
-        hint = f"; did you mean {', '.join(close)}?" if close else "."
-        return jsonify(error=f"Unknown event {name!r}{hint}"), 404
+        return jsonify(error=unknown_event_message(name, close)), 404
     return render_template("bitmapist/unknown_event.html", name=name, close=close), 404
 
 
