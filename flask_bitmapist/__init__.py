@@ -22,11 +22,10 @@ from bitmapist import (
     get_event_names,
 )
 
-from .config import ConfigError, Settings
+from .config import DEFAULT_MAX_USER_ID, MAX_USER_ID, ConfigError, Settings
 from .extension import FlaskBitmapist
-from .ids import DEFAULT_MAX_USER_ID, MAX_USER_ID, to_user_id, validate_event_name
-from .marking import flush, mark, mark_event, unmark_event
-from .queries import (
+from .report.cohort import CohortReport, CohortRequest, get_cohort
+from .report.events import (
     EventHistory,
     FieldError,
     PeriodCounts,
@@ -34,14 +33,15 @@ from .queries import (
     chain_events,
     count_events,
     event_history,
-    get_cohort,
     get_event_data,
     list_event_names,
     validate_time_group,
 )
-from .report import CohortReport, CohortRequest
-from .rules import RulesError
-from .writer import WriterStats
+from .store.layout import validate_event_name
+from .store.writer import WriterStats
+from .track.ids import to_user_id
+from .track.marking import flush, mark, mark_event, unmark_event
+from .track.rules import RulesError
 
 __all__ = [
     "DEFAULT_MAX_USER_ID",
@@ -88,7 +88,7 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name == "Bitmapistable":
-        from .mixins import Bitmapistable
+        from .track.mixins import Bitmapistable
 
         return Bitmapistable
     raise AttributeError(f"module 'flask_bitmapist' has no attribute {name!r}")

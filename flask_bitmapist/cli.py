@@ -20,18 +20,23 @@ import redis
 from flask import current_app
 from flask.cli import AppGroup
 
-from .importer import Format, MalformedLine, import_marks, read_marks
-from .maintenance import delete_keys, expired_keys, memory_by_event, memory_by_key
-from .queries import (
+from .report.cohort import MAX_PERIODS, CohortReport, CohortRequest
+from .report.events import (
     FieldError,
     close_event_names,
     count_events,
     list_event_names,
     unknown_event_message,
 )
-from .report import MAX_PERIODS, CohortReport, CohortRequest
-from .seed import MAX_SEED_DAYS, MAX_SEED_USERS, seed_events
 from .state import AppState
+from .store.maintenance import (
+    delete_keys,
+    expired_keys,
+    memory_by_event,
+    memory_by_key,
+)
+from .track.importer import Format, MalformedLine, import_marks, read_marks
+from .track.seed import MAX_SEED_DAYS, MAX_SEED_USERS, seed_events
 
 
 class _BitmapistGroup(AppGroup):

@@ -14,13 +14,13 @@ from flask import Flask, current_app
 from .cli import bitmapist_cli
 from .config import Settings
 from .dashboard import blueprint as dashboard_blueprint
-from .idsources import IdSource
-from .middleware import install_rule_hooks
-from .rules import RuleSet, load_rules
-from .signals import connect_login_receivers, connect_model_receivers
 from .state import EXTENSION_NAME, AppState
-from .store import create_client, register_system
-from .writer import WriterStats, create_writer
+from .store.client import create_client, register_system
+from .store.writer import WriterStats, create_writer
+from .track.idsources import IdSource
+from .track.middleware import install_rule_hooks
+from .track.receivers import connect_login_receivers, connect_model_receivers
+from .track.rules import RuleSet, load_rules
 
 SourceT = TypeVar("SourceT", bound=IdSource)
 
@@ -58,7 +58,7 @@ class FlaskBitmapist:
         data. The rules files of ``BITMAPIST_RULES`` are loaded and their
         request hooks installed; Flask-Login's login and logout signals (with
         ``BITMAPIST_TRACK_LOGIN``) and the model signals of
-        :class:`~flask_bitmapist.mixins.Bitmapistable` are connected for this
+        :class:`~flask_bitmapist.track.mixins.Bitmapistable` are connected for this
         app only; ``flask bitmapist`` joins the app's CLI; and the dashboard
         is mounted at ``BITMAPIST_URL_PREFIX`` unless
         ``BITMAPIST_DISABLE_BLUEPRINT`` is set.

@@ -1,9 +1,9 @@
 """Per-app state, and finding it from anywhere: the current app's settings,
-Redis client, writer and rules, and the one door every mark goes through."""
+Redis client, writer and rules."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -12,13 +12,12 @@ import redis
 from flask import Flask, current_app
 
 from .config import Settings
-from .idsources import IdSource
-from .rules import RuleSet
-from .signals import event_marked
-from .writer import Mark, Writer
 
 if TYPE_CHECKING:
     from .extension import FlaskBitmapist
+    from .store.writer import Writer
+    from .track.idsources import IdSource
+    from .track.rules import RuleSet
 
 EXTENSION_NAME = "bitmapist"
 
@@ -36,19 +35,6 @@ class AppState:
     writer: Writer
     ruleset: RuleSet
     id_sources: Mapping[str, IdSource]
-
-
-def submit_marks(app: Flask, state: AppState, marks: Sequence[Mark]) -> None:
-    """Hand ``marks`` to the app's writer (one round trip in sync mode) and send
-    :data:`~flask_bitmapist.signals.event_marked` for each one that went
-    through: written in sync mode (none when the write failed), queued in
-    background mode (not those a full queue dropped)."""
-    accepted = state.writer.submit_many(marks)
-    if event_marked.receivers:
-        for mark in marks[:accepted]:
-            event_marked.send(
-                app, event_name=mark.event_name, user_id=mark.user_id, when=mark.when
-            )
 
 
 def current_app_and_state() -> tuple[Flask, AppState] | None:

@@ -46,8 +46,8 @@ import redis
 from flask import Flask, request
 
 from flask_bitmapist import FlaskBitmapist, flush, mark
+from flask_bitmapist.store.writer import Mark, write_marks
 from flask_bitmapist.testing import free_port
-from flask_bitmapist.writer import Mark, write_marks
 
 VARIANTS = ("bare", "background", "sync", "rule", "50 unmatched rules")
 ONE_RULE = """

@@ -59,9 +59,9 @@ from flask_bitmapist import (
     count_events,
     get_cohort,
 )
-from flask_bitmapist.importer import import_marks, read_marks
+from flask_bitmapist.store.writer import Mark
 from flask_bitmapist.testing import RedisProcess
-from flask_bitmapist.writer import Mark
+from flask_bitmapist.track.importer import import_marks, read_marks
 
 NOW = datetime(2026, 3, 31, 12, tzinfo=timezone.utc)
 

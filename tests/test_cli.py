@@ -15,7 +15,7 @@ from conftest import AppFactory
 from flask import Flask
 
 from flask_bitmapist import count_events, get_cohort, mark_event
-from flask_bitmapist.maintenance import period_end, split_key
+from flask_bitmapist.store.maintenance import period_end, split_key
 from flask_bitmapist.testing import free_port
 
 NOW = datetime.now(timezone.utc)

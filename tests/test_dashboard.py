@@ -22,8 +22,8 @@ from werkzeug.datastructures import MultiDict
 
 import flask_bitmapist
 from flask_bitmapist import CohortRequest, get_cohort, mark_event
-from flask_bitmapist.queries import count_events
-from flask_bitmapist.report import MAX_CELLS
+from flask_bitmapist.report.cohort import MAX_CELLS
+from flask_bitmapist.report.events import count_events
 from flask_bitmapist.testing import free_port
 
 XSS = "<img/src=x/onerror=alert(1)>"

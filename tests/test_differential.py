@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from reference import reference_chain, reference_cohort
 
 from flask_bitmapist import chain_events, get_cohort
-from flask_bitmapist.writer import Mark, write_marks
+from flask_bitmapist.store.writer import Mark, write_marks
 
 EVENTS = ["a", "b", "c", "d", "e"]
 NOW = datetime(2026, 1, 3, 15, 30, tzinfo=timezone.utc)  # a Saturday near New Year

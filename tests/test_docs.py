@@ -9,10 +9,13 @@ import re
 from pathlib import Path
 
 import flask_bitmapist
-from flask_bitmapist import Settings, dashboard, maintenance, report, seed, testing
+from flask_bitmapist import Settings, dashboard, testing
+from flask_bitmapist.report import cohort
+from flask_bitmapist.store import maintenance
+from flask_bitmapist.track import seed
 
 DOCS = Path(__file__).parent.parent / "docs"
-OWN_MODULES = (flask_bitmapist, report, maintenance, seed, testing, dashboard.chart)
+OWN_MODULES = (flask_bitmapist, cohort, maintenance, seed, testing, dashboard.chart)
 
 
 def public_objects() -> list[tuple[str, object]]:

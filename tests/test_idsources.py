@@ -12,8 +12,8 @@ from flask import Flask, g
 from rules_app import Account
 
 from flask_bitmapist import RulesError
-from flask_bitmapist.idsources import client_controlled, resolve_id_source
-from flask_bitmapist.rules import parse_rules
+from flask_bitmapist.track.idsources import client_controlled, resolve_id_source
+from flask_bitmapist.track.rules import parse_rules
 
 ROOT = Path(__file__).parent.parent
 SCHEMA = json.loads((ROOT / "rules" / "schema.json").read_text())

@@ -22,9 +22,9 @@ from processes import wait_until
 
 from flask_bitmapist import ConfigError, flush, mark_event
 from flask_bitmapist.config import Settings
-from flask_bitmapist.episodes import Episode, Tally
+from flask_bitmapist.store.episodes import Episode, Tally
+from flask_bitmapist.store.writer import BackgroundWriter, Mark, SyncWriter
 from flask_bitmapist.testing import RedisProcess, free_port
-from flask_bitmapist.writer import BackgroundWriter, Mark, SyncWriter
 
 NOW = datetime(2026, 3, 14, 15, 9, tzinfo=timezone.utc)
 DAY_KEY = "trackist_played_2026-3-14"

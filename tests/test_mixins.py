@@ -20,8 +20,8 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from flask_bitmapist import DayEvents, FlaskBitmapist
-from flask_bitmapist.mixins import Bitmapistable
-from flask_bitmapist.signals import event_marked, model_created, model_deleted
+from flask_bitmapist.track.mixins import Bitmapistable
+from flask_bitmapist.track.signals import event_marked, model_created, model_deleted
 
 POSTGRES_URL = os.environ.get(
     "BITMAPIST_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

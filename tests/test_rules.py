@@ -18,7 +18,7 @@ from flask import Blueprint, Flask
 from rules_app import create_app
 
 from flask_bitmapist import DayEvents, FlaskBitmapist, RulesError
-from flask_bitmapist.rules import parse_rules
+from flask_bitmapist.track.rules import parse_rules
 
 HERE = Path(__file__).parent
 ROOT = HERE.parent

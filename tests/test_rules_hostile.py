@@ -17,7 +17,7 @@ import pytest
 from flask import Flask
 
 from flask_bitmapist import FlaskBitmapist, RulesError
-from flask_bitmapist.rules import MAX_RULES_FILE_BYTES, Rule, parse_rules
+from flask_bitmapist.track.rules import MAX_RULES_FILE_BYTES, Rule, parse_rules
 
 pytestmark = pytest.mark.timeout(10)
 

@@ -19,9 +19,9 @@ from flask_login import LoginManager
 from rules_app import User, create_app
 
 from flask_bitmapist import DayEvents, FlaskBitmapist, HourEvents, UniqueEvents
-from flask_bitmapist.middleware import install_rule_hooks
-from flask_bitmapist.rules import RuleSet, load_rules
 from flask_bitmapist.testing import free_port
+from flask_bitmapist.track.middleware import install_rule_hooks
+from flask_bitmapist.track.rules import RuleSet, load_rules
 
 HERE = Path(__file__).parent
 APP_RULES = [

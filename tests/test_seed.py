@@ -1,4 +1,4 @@
-"""The fake data of flask_bitmapist.seed: realistic, repeatable, bounded."""
+"""The fake data of flask_bitmapist.track.seed: realistic, repeatable, bounded."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from flask_bitmapist import DayEvents, MonthEvents, get_cohort
-from flask_bitmapist.seed import generate_marks, seed_events
+from flask_bitmapist.track.seed import generate_marks, seed_events
 
 NOW = datetime(2026, 11, 22, 15, 30, tzinfo=timezone.utc)
 

@@ -11,10 +11,10 @@ import redis
 from flask import Flask
 
 from flask_bitmapist import mark, mark_event, unmark_event
-from flask_bitmapist.signals import event_marked
-from flask_bitmapist.state import submit_marks
+from flask_bitmapist.store.writer import Mark
 from flask_bitmapist.testing import RedisProcess
-from flask_bitmapist.writer import Mark
+from flask_bitmapist.track.marking import submit_marks
+from flask_bitmapist.track.signals import event_marked
 
 NOW = datetime(2026, 3, 14, 15, 9, tzinfo=timezone.utc)
 

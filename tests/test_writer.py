@@ -24,8 +24,8 @@ from flask import Flask
 from processes import wait_until
 
 from flask_bitmapist import DayEvents, flush, mark, mark_event, testing
+from flask_bitmapist.store.writer import Mark, is_outage, write_marks
 from flask_bitmapist.testing import RedisProcess, free_port
-from flask_bitmapist.writer import Mark, is_outage, write_marks
 
 NOW = datetime(2026, 3, 14, 15, 9, tzinfo=timezone.utc)
 DAY_KEY = "trackist_played_2026-3-14"

@@ -24,8 +24,8 @@ from flask import (
 )
 from werkzeug.exceptions import ClientDisconnected, HTTPException
 
-from ..ids import validate_event_name
-from ..queries import (
+from ..report.cohort import CohortReport, CohortRequest
+from ..report.events import (
     TIME_GROUPS,
     EventHistory,
     FieldError,
@@ -35,8 +35,8 @@ from ..queries import (
     list_event_names,
     unknown_event_message,
 )
-from ..report import CohortReport, CohortRequest
 from ..state import current_state
+from ..store.layout import validate_event_name
 from .chart import bar_chart
 
 logger = logging.getLogger("flask_bitmapist.dashboard")

@@ -4,7 +4,7 @@ Each line is ``{"event": ..., "user": ..., "time": ISO 8601}`` (JSON Lines) or
 a CSV row with the columns ``event``, ``user`` and ``time``. The marks go to
 the same keys as :func:`~flask_bitmapist.mark_event`, in batches of
 :data:`BATCH` marks: one EVAL each, whose SETBITs are grouped by key (the
-writer's :func:`~flask_bitmapist.writer.write_marks`), rather than a round trip
+writer's :func:`~flask_bitmapist.store.writer.write_marks`), rather than a round trip
 per event. SETBIT is idempotent, so importing a file twice leaves Redis as the
 first import left it.
 """
@@ -20,8 +20,10 @@ from typing import Any, Literal
 
 import redis
 
-from .ids import DEFAULT_MAX_USER_ID, to_user_id, validate_event_name
-from .writer import Mark, write_marks
+from ..config import DEFAULT_MAX_USER_ID
+from ..store.layout import validate_event_name
+from ..store.writer import Mark, write_marks
+from .ids import to_user_id
 
 Format = Literal["jsonl", "csv"]
 #: Marks per write: one script run of this size holds Redis for some 20 ms.

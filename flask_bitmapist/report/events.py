@@ -1,4 +1,4 @@
-"""Reading: event data, chained events and cohorts, as pipelined BITOP/BITCOUNT.
+"""Reading: event data and chained events, as pipelined BITOP/BITCOUNT.
 
 A query builds its BITOP commands on the client and sends them, with the
 BITCOUNTs that read the results, in one pipeline: one round trip however many
@@ -32,11 +32,10 @@ from bitmapist import MixinCounts as _MixinCounts
 from bitmapist import MixinEventsMisc as _MixinEventsMisc
 from bitmapist import MixinIter as _MixinIter
 
-from .config import Settings
-from .ids import validate_event_name
-from .maintenance import event_keys
-from .marking import to_utc
-from .state import current_state, resolve_client
+from ..config import Settings
+from ..state import current_state, resolve_client
+from ..store.layout import to_utc, validate_event_name
+from ..store.maintenance import event_keys
 
 TIME_GROUPS = ("days", "weeks", "months", "years")
 PeriodClass = type[DayEvents] | type[WeekEvents] | type[MonthEvents]
@@ -135,7 +134,7 @@ def validate_period_count(
     return value
 
 
-def _temp_key_ttl() -> int:
+def temp_key_ttl() -> int:
     state = current_state()
     return (state.settings if state else Settings()).temp_key_ttl
 
@@ -155,7 +154,7 @@ class TemporaryBitmap(
         self.system = system
 
 
-class _QueryPlan:
+class QueryPlan:
     """The commands of one query, queued in one pipeline."""
 
     def __init__(self, client: redis.Redis, ttl: int) -> None:
@@ -212,7 +211,7 @@ class _QueryPlan:
         return results
 
 
-def _period_keys(
+def period_keys(
     time_group: str, event_name: str, when: datetime, offset: int
 ) -> list[str]:
     """The keys that hold ``event_name`` in the period ``offset`` periods from ``when``.
@@ -228,7 +227,7 @@ def _period_keys(
     return [period.redis_key]
 
 
-def _period_start(time_group: str, when: datetime, offset: int) -> datetime:
+def period_start(time_group: str, when: datetime, offset: int) -> datetime:
     if time_group == "years":
         return datetime(when.year + offset, 1, 1, tzinfo=timezone.utc)
     period = _PERIOD_CLASSES[time_group].from_date("", when).delta(offset)
@@ -236,8 +235,8 @@ def _period_start(time_group: str, when: datetime, offset: int) -> datetime:
     return start
 
 
-def _chain_key(
-    plan: _QueryPlan,
+def chain_key(
+    plan: QueryPlan,
     base_event_name: str,
     chained: list[tuple[str, str]],
     time_group: str,
@@ -257,7 +256,7 @@ def _chain_key(
             [
                 key
                 for name in group
-                for key in _period_keys(time_group, name, when, offset)
+                for key in period_keys(time_group, name, when, offset)
             ]
         )
         for group in groups
@@ -267,34 +266,6 @@ def _chain_key(
     destination = plan.new_key()
     plan.bitop("AND", destination, *group_keys)
     return destination
-
-
-# One row of a cohort, in Redis: KEYS are the row's primary key, two scratch
-# keys, then the chained key of each column that is not in the future. It
-# returns the primary total, then each column's count. A script, so that the
-# client packs one command per row instead of two or three per cell; its
-# scratch keys live and die inside one atomic run, and a row holds Redis only
-# for its own columns.
-_COHORT_ROW_SCRIPT = """
-local total = redis.call("BITCOUNT", KEYS[1])
-local row = {total}
-if total == 0 then return row end
-local source, cell, replace = KEYS[1], KEYS[3], ARGV[1] == "1"
-if not replace then
-    redis.call("BITOP", "OR", KEYS[2], KEYS[1])
-    source = KEYS[2]
-end
-for index = 4, #KEYS do
-    redis.call("BITOP", "AND", cell, source, KEYS[index])
-    local count = redis.call("BITCOUNT", cell)
-    row[#row + 1] = count
-    if count > 0 and not replace then
-        redis.call("BITOP", "XOR", source, source, cell)
-    end
-end
-redis.call("DEL", KEYS[2], KEYS[3])
-return row
-"""
 
 
 def get_event_data(
@@ -323,7 +294,7 @@ def get_event_data(
     client = resolve_client(system)
     if group == "years":
         year = YearEvents(event_name, when.year, system=client)
-        client.expire(year.redis_key, _temp_key_ttl())
+        client.expire(year.redis_key, temp_key_ttl())
         return year
     period: GenericPeriodEvents = _PERIOD_CLASSES[group].from_date(
         event_name,
@@ -360,107 +331,14 @@ def chain_events(
     group = validate_time_group(time_group)
     when = to_utc(now)
     client = resolve_client(system)
-    plan = _QueryPlan(client, _temp_key_ttl())
-    key = _chain_key(plan, base_event_name, chained, group, when, 0)
+    plan = QueryPlan(client, temp_key_ttl())
+    key = chain_key(plan, base_event_name, chained, group, when, 0)
     if key not in plan.temp_keys:
         copy = plan.new_key()
         plan.bitop("OR", copy, key)
         key = copy
     plan.execute(keep=key)
     return TemporaryBitmap(key, client)
-
-
-Cohort = list[list[int | None]]
-
-
-def get_cohort(
-    primary_event_name: str,
-    secondary_event_name: str,
-    additional_events: Sequence[Mapping[str, str]] | None = None,
-    time_group: str = "days",
-    num_rows: int = 10,
-    num_cols: int = 10,
-    system: str | None = None,
-    with_replacement: bool = False,
-    now: datetime | None = None,
-) -> tuple[Cohort, list[datetime], list[int]]:
-    """A cohort table: of the users who did the primary event in a period, how
-    many did the secondary event (chained with ``additional_events``) in that
-    period and each of the following ones.
-
-    Row ``i`` is a period (oldest first, the last one holding ``now``); cell
-    ``[i][j]`` counts the row's users who did the chained events ``j`` periods
-    later. A row whose primary total is 0 is all ``None``, and so is a cell
-    whose period lies in the future. Without replacement a user is counted
-    only in the first column in which they come back.
-
-    The whole table costs one round trip: a pipeline that builds each
-    period's chained key, then runs a short script per row.
-
-    :param primary_event_name: the event that defines each row's users.
-    :param secondary_event_name: the event counted in the cells.
-    :param additional_events: ``[{"name": ..., "op": "and" | "or"}, ...]``
-        chained to the secondary event as in :func:`chain_events`.
-    :param time_group: days, weeks, months or years (or the singular).
-    :param num_rows: periods, from 1 to 1000.
-    :param num_cols: periods after each row's, from 1 to 1000.
-    :param system: a bitmapist system name; default the current app's.
-    :param with_replacement: count a user in every column they come back in.
-    :param now: the time in the last row's period; naive datetimes are UTC.
-    :returns: ``(cohort, dates, primary_totals)``: the table, each row's period
-        start (UTC), and each row's number of primary users.
-    :raises ValueError: for an invalid argument.
-    """
-    validate_event_field("primary_event_name", primary_event_name)
-    validate_event_field("secondary_event_name", secondary_event_name)
-    chained = validate_chained_events(additional_events, "additional_events")
-    group = validate_time_group(time_group)
-    rows = validate_period_count("num_rows", num_rows)
-    cols = validate_period_count("num_cols", num_cols)
-    when = to_utc(now)
-    client = resolve_client(system)
-
-    plan = _QueryPlan(client, _temp_key_ttl())
-    row_offsets = range(1 - rows, 1)
-    primary_keys = [
-        plan.union(_period_keys(group, primary_event_name, when, offset))
-        for offset in row_offsets
-    ]
-    # Every cell whose period is not in the future falls on some row's period.
-    chain_keys = {
-        offset: _chain_key(plan, secondary_event_name, chained, group, when, offset)
-        for offset in row_offsets
-    }
-    row_indexes = []
-    for primary_key, row_offset in zip(primary_keys, row_offsets, strict=True):
-        cells = [
-            chain_keys[offset]
-            for offset in range(row_offset, min(row_offset + cols, 1))
-        ]
-        scratch = [plan.new_key(), plan.new_key()]
-        plan.pipeline.eval(
-            _COHORT_ROW_SCRIPT,
-            3 + len(cells),
-            primary_key,
-            *scratch,
-            *cells,
-            "1" if with_replacement else "0",
-        )
-        row_indexes.append(len(plan.pipeline) - 1)
-    results = plan.execute()
-
-    totals: list[int] = []
-    cohort: Cohort = []
-    for index in row_indexes:
-        total, *counts = (int(value) for value in results[index])
-        totals.append(total)
-        if total == 0:
-            cohort.append([None] * cols)
-            continue
-        row: list[int | None] = list(counts)
-        cohort.append(row + [None] * (cols - len(row)))
-    dates = [_period_start(group, when, offset) for offset in row_offsets]
-    return cohort, dates, totals
 
 
 def list_event_names(prefix: str = "", system: str | None = None) -> list[str]:
@@ -515,12 +393,12 @@ def count_events(
     """
     names = list(event_names)
     when = to_utc(now)
-    plan = _QueryPlan(resolve_client(system), _temp_key_ttl())
+    plan = QueryPlan(resolve_client(system), temp_key_ttl())
     count_indexes: list[list[int]] = []
     for name in names:
         keys = [
-            *(_period_keys(group, name, when, 0)[0] for group in _PERIOD_CLASSES),
-            plan.union(_period_keys("years", name, when, 0)),
+            *(period_keys(group, name, when, 0)[0] for group in _PERIOD_CLASSES),
+            plan.union(period_keys("years", name, when, 0)),
         ]
         count_indexes.append(plan.bitcounts(keys))
     results = plan.execute()
@@ -565,11 +443,11 @@ def event_history(
     offsets = {group: range(1 - length, 1) for group, length in lengths.items()}
     for group, group_offsets in offsets.items():
         for offset in group_offsets:
-            pipeline.bitcount(_period_keys(group, event_name, when, offset)[0])
+            pipeline.bitcount(period_keys(group, event_name, when, offset)[0])
     counts = iter(pipeline.execute())
     series = {
         group: [
-            (_period_start(group, when, offset), int(next(counts)))
+            (period_start(group, when, offset), int(next(counts)))
             for offset in group_offsets
         ]
         for group, group_offsets in offsets.items()

@@ -5,15 +5,19 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-from collections.abc import Callable
-from datetime import datetime, timezone
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any, TypeVar, cast
 
 import bitmapist
+from flask import Flask
 
-from .ids import DEFAULT_MAX_USER_ID, to_user_id, validate_event_name
-from .state import current_app_and_state, current_state, resolve_client, submit_marks
-from .writer import Mark, flush_all, write_marks
+from ..config import DEFAULT_MAX_USER_ID
+from ..state import AppState, current_app_and_state, current_state, resolve_client
+from ..store.layout import to_utc, validate_event_name
+from ..store.writer import Mark, flush_all, write_marks
+from .ids import to_user_id
+from .signals import event_marked
 
 logger = logging.getLogger("flask_bitmapist")
 
@@ -21,18 +25,18 @@ F = TypeVar("F", bound=Callable[..., Any])
 UserIdSource = Any | Callable[[], Any]
 
 
-def to_utc(now: datetime | None) -> datetime:
-    """``now`` in UTC: naive datetimes are taken as UTC; ``None`` is the current time.
-
-    :raises ValueError: when ``now`` is not a datetime.
-    """
-    if now is None:
-        return datetime.now(timezone.utc)
-    if not isinstance(now, datetime):
-        raise ValueError(f"now must be a datetime, got {now!r}.")
-    if now.tzinfo is None:
-        return now.replace(tzinfo=timezone.utc)
-    return now.astimezone(timezone.utc)
+def submit_marks(app: Flask, state: AppState, marks: Sequence[Mark]) -> None:
+    """Hand ``marks`` to the app's writer (one round trip in sync mode) and send
+    :data:`~flask_bitmapist.track.signals.event_marked` for each one that went
+    through: written in sync mode (none when the write failed), queued in
+    background mode (not those a full queue dropped). Every source of marks
+    goes through here."""
+    accepted = state.writer.submit_many(marks)
+    if event_marked.receivers:
+        for mark in marks[:accepted]:
+            event_marked.send(
+                app, event_name=mark.event_name, user_id=mark.user_id, when=mark.when
+            )
 
 
 def mark_event(

@@ -1,33 +1,5 @@
-"""flask-bitmapist's blinker signals, and the receivers that mark logins,
-logouts and model changes.
-
-Subscribe like Flask's own signals, for one app or for all::
-
-    from flask_bitmapist.signals import event_marked
-
-    @event_marked.connect_via(app)
-    def audit(sender, event_name, user_id, when, **extra):
-        ...
-
-Signals and their arguments (the sender is always the app):
-
-``model_created``, ``model_updated``, ``model_deleted``
-    Sent after a commit, once per committed change of a
-    :class:`~flask_bitmapist.mixins.Bitmapistable` instance: ``instance``, the
-    object (expired by the commit, and detached for deletions: read its
-    identity with ``sqlalchemy.inspect(instance).identity`` rather than
-    attributes, which would load them again).
-
-``event_marked``
-    Sent for every mark that went through the app's writer, from any source:
-    ``event_name`` (str), ``user_id`` (int) and ``when`` (the aware UTC
-    datetime of the mark). In sync mode it is sent once the mark is written,
-    and not for a write that failed. In background mode it is sent once the
-    mark is queued, before it is written: not for marks dropped by a full
-    queue, and a queued mark can still be lost later (a batch Redis refuses,
-    or exit). Receivers run on the thread that made the mark, usually the
-    request's, so keep them quick.
-"""
+"""The receivers that mark Flask-Login's logins and logouts and the changes of
+``Bitmapistable`` models, connected by ``init_app`` for one app."""
 
 from __future__ import annotations
 
@@ -38,29 +10,18 @@ from contextvars import ContextVar
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from blinker import Namespace
 from flask import Flask
 
+from ..store.writer import Mark
 from .ids import to_user_id
 from .idsources import resolve_id_source
-from .writer import Mark
+from .marking import submit_marks
+from .signals import model_created, model_deleted, model_updated
 
 if TYPE_CHECKING:
-    from .state import AppState
+    from ..state import AppState
 
 logger = logging.getLogger("flask_bitmapist")
-
-_signals = Namespace()
-
-#: A committed insert of a ``Bitmapistable`` model: sender app, ``instance``.
-model_created = _signals.signal("model-created")
-#: A committed change of a mapped column: sender app, ``instance``.
-model_updated = _signals.signal("model-updated")
-#: A committed delete: sender app, ``instance``.
-model_deleted = _signals.signal("model-deleted")
-#: Every mark that went through the writer (written in sync mode, queued in
-#: background mode): sender app, ``event_name``, ``user_id``, ``when``.
-event_marked = _signals.signal("event-marked")
 
 LOGIN_EVENT = "user:logged_in"
 LOGOUT_EVENT = "user:logged_out"
@@ -73,8 +34,6 @@ _commit_batch: ContextVar[list[Mark] | None] = ContextVar("_commit_batch", defau
 def batched_marks(app: Flask, state: AppState) -> Iterator[None]:
     """Collect the marks that model receivers make inside the block, and submit
     them in one write at its end."""
-    from .state import submit_marks
-
     token = _commit_batch.set([])
     try:
         yield
@@ -113,8 +72,6 @@ def connect_login_receivers(app: Flask, state: AppState) -> None:
     """
     from flask_login import user_logged_in, user_logged_out
 
-    from .state import submit_marks
-
     def receiver(event_name: str) -> Any:
         def mark_user(sender: Flask, user: Any = None, **extra: Any) -> None:
             try:
@@ -140,8 +97,6 @@ def connect_model_receivers(app: Flask, state: AppState) -> None:
     ``__bitmapist_actor__`` id source gives.
     """
     from sqlalchemy import inspect
-
-    from .state import submit_marks
 
     def receiver(action: str) -> Any:
         def mark_model(sender: Flask, instance: Any = None, **extra: Any) -> None:

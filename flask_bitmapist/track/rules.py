@@ -14,8 +14,8 @@ A rules file::
 ``rules/schema.json`` in the repository). The loader validates with it, then
 checks what a schema cannot know: that every id source exists in this app,
 and that fnmatch reads every glob as it is written. Reading the files, as if
-hostile, is :mod:`~flask_bitmapist.rulefile`'s job; telling which rules can
-never fire on an app, :mod:`~flask_bitmapist.routecheck`'s.
+hostile, is :mod:`~flask_bitmapist.track.rulefile`'s job; telling which rules can
+never fire on an app, :mod:`~flask_bitmapist.track.routecheck`'s.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from typing import Any, Literal
 import yaml
 from flask import Flask
 
-from .ids import validate_event_name
+from ..store.layout import validate_event_name
 from .idsources import IdSource, resolve_id_source
 from .routecheck import RuleProblem, rule_problems
 from .rulefile import (
@@ -153,7 +153,7 @@ def parse_rules(
     """Validate and compile one rules document.
 
     Beyond the schema, the YAML must pass
-    :func:`~flask_bitmapist.rulefile.load_document` (no aliases, bounded
+    :func:`~flask_bitmapist.track.rulefile.load_document` (no aliases, bounded
     nesting, nodes and integers), and an endpoint or path glob may not have
     an unclosed ``[`` or a backwards range such as ``[z-a]``.
 
@@ -408,5 +408,5 @@ class RuleSet:
 
     def problems(self, app: Flask) -> list[RuleProblem]:
         """Why rules cannot fire on ``app``, in the order of the rules: see
-        :func:`~flask_bitmapist.routecheck.rule_problems`."""
+        :func:`~flask_bitmapist.track.routecheck.rule_problems`."""
         return rule_problems(self.rules, app)

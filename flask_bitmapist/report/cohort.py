@@ -1,8 +1,8 @@
-"""A cohort as a report: the request that asks for it, validated field by
-field, and the resulting table with its totals and averages, as JSON and CSV.
+"""Cohorts: :func:`get_cohort`, the request that asks for one, validated field
+by field, and the resulting table with its totals and averages, as JSON and CSV.
 
-The dashboard and the ``flask bitmapist cohort`` command share it, so both
-show the numbers of :func:`~flask_bitmapist.queries.get_cohort`.
+The dashboard and the ``flask bitmapist cohort`` command share the request and
+report, so both show the numbers of :func:`get_cohort`.
 """
 
 from __future__ import annotations
@@ -15,15 +15,141 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any
 
-from .queries import (
-    Cohort,
+from ..state import resolve_client
+from ..store.layout import to_utc
+from .events import (
     FieldError,
-    get_cohort,
+    QueryPlan,
+    chain_key,
+    period_keys,
+    period_start,
+    temp_key_ttl,
     validate_chained_events,
     validate_event_field,
     validate_period_count,
     validate_time_group,
 )
+
+# One row of a cohort, in Redis: KEYS are the row's primary key, two scratch
+# keys, then the chained key of each column that is not in the future. It
+# returns the primary total, then each column's count. A script, so that the
+# client packs one command per row instead of two or three per cell; its
+# scratch keys live and die inside one atomic run, and a row holds Redis only
+# for its own columns.
+_COHORT_ROW_SCRIPT = """
+local total = redis.call("BITCOUNT", KEYS[1])
+local row = {total}
+if total == 0 then return row end
+local source, cell, replace = KEYS[1], KEYS[3], ARGV[1] == "1"
+if not replace then
+    redis.call("BITOP", "OR", KEYS[2], KEYS[1])
+    source = KEYS[2]
+end
+for index = 4, #KEYS do
+    redis.call("BITOP", "AND", cell, source, KEYS[index])
+    local count = redis.call("BITCOUNT", cell)
+    row[#row + 1] = count
+    if count > 0 and not replace then
+        redis.call("BITOP", "XOR", source, source, cell)
+    end
+end
+redis.call("DEL", KEYS[2], KEYS[3])
+return row
+"""
+
+
+Cohort = list[list[int | None]]
+
+
+def get_cohort(
+    primary_event_name: str,
+    secondary_event_name: str,
+    additional_events: Sequence[Mapping[str, str]] | None = None,
+    time_group: str = "days",
+    num_rows: int = 10,
+    num_cols: int = 10,
+    system: str | None = None,
+    with_replacement: bool = False,
+    now: datetime | None = None,
+) -> tuple[Cohort, list[datetime], list[int]]:
+    """A cohort table: of the users who did the primary event in a period, how
+    many did the secondary event (chained with ``additional_events``) in that
+    period and each of the following ones.
+
+    Row ``i`` is a period (oldest first, the last one holding ``now``); cell
+    ``[i][j]`` counts the row's users who did the chained events ``j`` periods
+    later. A row whose primary total is 0 is all ``None``, and so is a cell
+    whose period lies in the future. Without replacement a user is counted
+    only in the first column in which they come back.
+
+    The whole table costs one round trip: a pipeline that builds each
+    period's chained key, then runs a short script per row.
+
+    :param primary_event_name: the event that defines each row's users.
+    :param secondary_event_name: the event counted in the cells.
+    :param additional_events: ``[{"name": ..., "op": "and" | "or"}, ...]``
+        chained to the secondary event as in :func:`chain_events`.
+    :param time_group: days, weeks, months or years (or the singular).
+    :param num_rows: periods, from 1 to 1000.
+    :param num_cols: periods after each row's, from 1 to 1000.
+    :param system: a bitmapist system name; default the current app's.
+    :param with_replacement: count a user in every column they come back in.
+    :param now: the time in the last row's period; naive datetimes are UTC.
+    :returns: ``(cohort, dates, primary_totals)``: the table, each row's period
+        start (UTC), and each row's number of primary users.
+    :raises ValueError: for an invalid argument.
+    """
+    validate_event_field("primary_event_name", primary_event_name)
+    validate_event_field("secondary_event_name", secondary_event_name)
+    chained = validate_chained_events(additional_events, "additional_events")
+    group = validate_time_group(time_group)
+    rows = validate_period_count("num_rows", num_rows)
+    cols = validate_period_count("num_cols", num_cols)
+    when = to_utc(now)
+    client = resolve_client(system)
+
+    plan = QueryPlan(client, temp_key_ttl())
+    row_offsets = range(1 - rows, 1)
+    primary_keys = [
+        plan.union(period_keys(group, primary_event_name, when, offset))
+        for offset in row_offsets
+    ]
+    # Every cell whose period is not in the future falls on some row's period.
+    chain_keys = {
+        offset: chain_key(plan, secondary_event_name, chained, group, when, offset)
+        for offset in row_offsets
+    }
+    row_indexes = []
+    for primary_key, row_offset in zip(primary_keys, row_offsets, strict=True):
+        cells = [
+            chain_keys[offset]
+            for offset in range(row_offset, min(row_offset + cols, 1))
+        ]
+        scratch = [plan.new_key(), plan.new_key()]
+        plan.pipeline.eval(
+            _COHORT_ROW_SCRIPT,
+            3 + len(cells),
+            primary_key,
+            *scratch,
+            *cells,
+            "1" if with_replacement else "0",
+        )
+        row_indexes.append(len(plan.pipeline) - 1)
+    results = plan.execute()
+
+    totals: list[int] = []
+    cohort: Cohort = []
+    for index in row_indexes:
+        total, *counts = (int(value) for value in results[index])
+        totals.append(total)
+        if total == 0:
+            cohort.append([None] * cols)
+            continue
+        row: list[int | None] = list(counts)
+        cohort.append(row + [None] * (cols - len(row)))
+    dates = [period_start(group, when, offset) for offset in row_offsets]
+    return cohort, dates, totals
+
 
 MAX_PERIODS = 366
 # Rows x columns. The limit on each side alone allows 366 x 366 = 133,956
@@ -177,7 +303,7 @@ class CohortRequest:
     def run(
         self, now: datetime | None = None, system: str | None = None
     ) -> CohortReport:
-        """Compute the cohort with :func:`~flask_bitmapist.queries.get_cohort`."""
+        """Compute the cohort with :func:`~flask_bitmapist.report.events.get_cohort`."""
         cohort, dates, totals = get_cohort(
             self.primary_event,
             self.secondary_event,

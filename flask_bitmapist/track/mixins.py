@@ -11,7 +11,7 @@ and deletion, once the transaction that made them commits.
         id: Mapped[int] = mapped_column(primary_key=True)
 
 Changes are collected at each flush and sent as
-:mod:`~flask_bitmapist.signals` after the outermost commit, so a rolled-back
+:mod:`~flask_bitmapist.track.signals` after the outermost commit, so a rolled-back
 transaction or savepoint marks nothing, and ``updated`` fires only when a
 mapped column's value changed. To tell, the mixin turns on SQLAlchemy's
 ``active_history`` for the model's columns: assigning to an attribute that a
@@ -34,9 +34,10 @@ from blinker import Signal
 from sqlalchemy import Integer, event, inspect
 from sqlalchemy.orm import Mapper, Session, SessionTransaction, UOWTransaction
 
+from ..state import current_app_and_state
 from .idsources import resolve_id_source
-from .signals import batched_marks, model_created, model_deleted, model_updated
-from .state import current_app_and_state
+from .receivers import batched_marks
+from .signals import model_created, model_deleted, model_updated
 
 logger = logging.getLogger("flask_bitmapist")
 

@@ -11,7 +11,7 @@ double count.
 replica, out of memory...), whose writes the background writer retries, from
 one that refused a write for good (a key of another type), whose marks are
 dropped. Failures are logged by episode rather than one line each (see
-:mod:`flask_bitmapist.episodes`): an outage, and a full queue dropping marks,
+:mod:`flask_bitmapist.store.episodes`): an outage, and a full queue dropping marks,
 each log their first failure, a reminder at most once a minute while they
 last, and one line when they end.
 """
@@ -34,7 +34,7 @@ from typing import NamedTuple, Protocol
 import redis
 from bitmapist import DayEvents, HourEvents, MonthEvents, UniqueEvents, WeekEvents
 
-from .config import Settings
+from ..config import Settings
 from .episodes import Episode, Line
 
 logger = logging.getLogger("flask_bitmapist")
@@ -70,7 +70,7 @@ class WriterStats:
     :ivar written: marks Redis confirmed written (their batch's script ran).
     :ivar retried: marks whose first write failed with an outage (Redis
         down, unreachable, timing out, or taking no write for now: see
-        :func:`~flask_bitmapist.writer.is_outage`), and that were sent again;
+        :func:`~flask_bitmapist.store.writer.is_outage`), and that were sent again;
         each counts once, however many attempts it took. They end up in
         ``written``, or in ``dropped`` when the process exits first. Always 0
         in sync mode, which does not retry.
@@ -397,7 +397,7 @@ class BackgroundWriter:
     until it is written; one that Redis refused for good (a key of another
     type) is dropped and logged each time.
 
-    Two episodes are logged (see :class:`~flask_bitmapist.episodes.Episode`).
+    Two episodes are logged (see :class:`~flask_bitmapist.store.episodes.Episode`).
     An outage: the first failed attempt, a reminder at most once a minute (the
     attempts since, the marks waiting), and ``Redis recovered after N s`` when
     a write works again. The queue dropping marks: one line from the request

@@ -18,9 +18,9 @@ from datetime import datetime, timedelta
 
 import redis
 
+from ..store.layout import to_utc
+from ..store.writer import Mark
 from .importer import import_marks
-from .marking import to_utc
-from .writer import Mark
 
 MAX_SEED_USERS = 1_000_000
 MAX_SEED_DAYS = 3660

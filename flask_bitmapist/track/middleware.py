@@ -24,11 +24,12 @@ from typing import Any, NamedTuple
 
 from flask import Flask, Response, current_app, g, request, request_finished
 
+from ..state import AppState
+from ..store.writer import Mark
 from .ids import to_user_id
 from .idsources import object_hint, user_id_of, uses_current_user
+from .marking import submit_marks
 from .rules import Rule
-from .state import AppState, submit_marks
-from .writer import Mark
 
 logger = logging.getLogger("flask_bitmapist")
 

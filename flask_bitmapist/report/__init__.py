@@ -1,0 +1,1 @@
+"""Reading: event sets and their operators, and cohorts."""
