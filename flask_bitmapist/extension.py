@@ -15,7 +15,8 @@ from .cli import bitmapist_cli
 from .config import Settings
 from .dashboard import blueprint as dashboard_blueprint
 from .state import EXTENSION_NAME, AppState
-from .store.client import create_client, register_system
+from .store.client import create_client
+from .store.systems import register_system
 from .store.writer import WriterStats, create_writer
 from .track.idsources import IdSource
 from .track.middleware import install_rule_hooks

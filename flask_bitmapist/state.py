@@ -7,11 +7,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import bitmapist
 import redis
 from flask import Flask, current_app
 
 from .config import Settings
+from .store.systems import system_client
 
 if TYPE_CHECKING:
     from .extension import FlaskBitmapist
@@ -60,24 +60,16 @@ def current_state() -> AppState | None:
 def resolve_client(system: str | redis.Redis | None) -> redis.Redis:
     """The Redis client that ``system`` names.
 
-    ``None`` means the current app's client, or bitmapist's ``"default"``
-    system outside an app. A name equal to the current app's
+    ``None`` means the current app's client, or the ``"default"`` system
+    outside an app. A name equal to the current app's
     ``BITMAPIST_REDIS_SYSTEM`` means its client too; another name is looked up
-    in bitmapist's systems.
+    in bitmapist's systems (see :mod:`flask_bitmapist.store.systems`).
 
-    :raises ValueError: for a name that is not a bitmapist system.
+    :raises ValueError: for a name that is not a known system.
     """
     if isinstance(system, redis.Redis):
         return system
     state = current_state()
     if state is not None and system in (None, state.settings.redis_system):
         return state.client
-    name = system or "default"
-    try:
-        client: redis.Redis = bitmapist.get_redis(name)
-    except KeyError:
-        raise ValueError(
-            f"Unknown bitmapist system {name!r}; known systems: "
-            f"{', '.join(sorted(bitmapist.SYSTEMS))}."
-        ) from None
-    return client
+    return system_client(system or "default")

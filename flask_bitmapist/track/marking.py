@@ -9,12 +9,12 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar, cast
 
-import bitmapist
 from flask import Flask
 
 from ..config import DEFAULT_MAX_USER_ID
 from ..state import AppState, current_app_and_state, current_state, resolve_client
 from ..store.layout import to_utc, validate_event_name
+from ..store.systems import track_defaults
 from ..store.writer import Mark, flush_all, write_marks
 from .ids import to_user_id
 from .signals import event_marked
@@ -112,7 +112,7 @@ def _submit(
     if user_id is None:
         return
     if found is None:
-        hourly, unique = bitmapist.TRACK_HOURLY, bitmapist.TRACK_UNIQUE
+        hourly, unique = track_defaults()
     else:
         hourly, unique = found[1].settings.track_hourly, found[1].settings.track_unique
     mark = Mark(
