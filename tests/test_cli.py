@@ -15,7 +15,6 @@ from conftest import AppFactory
 from flask import Flask
 
 from flask_bitmapist import count_events, get_cohort, mark_event
-from flask_bitmapist.store.maintenance import period_end, split_key
 from flask_bitmapist.testing import free_port
 
 NOW = datetime.now(timezone.utc)
@@ -188,18 +187,6 @@ def test_seed_refuses_users_above_the_maximum_id(
 
 
 # purge
-
-
-def test_period_ends() -> None:
-    utc = timezone.utc
-    assert period_end("2026-12") == datetime(2027, 1, 1, tzinfo=utc)
-    assert period_end("2026-2-28") == datetime(2026, 3, 1, tzinfo=utc)
-    assert period_end("W2026-53") == datetime(2027, 1, 4, tzinfo=utc)
-    assert period_end("W2026-54") is None
-    assert period_end("2026-11-22-23") == datetime(2026, 11, 23, tzinfo=utc)
-    assert period_end("u") is None
-    assert split_key("trackist_a_b_2026-1") == ("a_b", "2026-1")
-    assert split_key("trackist_bitop_fb_0a_1") is None
 
 
 def test_purge_dry_run_lists_then_purge_deletes_only_ended_periods(

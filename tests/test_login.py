@@ -9,8 +9,10 @@ from typing import Any
 import redis
 from flask import Flask
 from flask_login import LoginManager, UserMixin, login_user, logout_user
+from keys import day_key
+from keys import users as key_users
 
-from flask_bitmapist import DayEvents, FlaskBitmapist
+from flask_bitmapist import FlaskBitmapist
 
 
 class User(UserMixin):
@@ -40,7 +42,7 @@ def login_app(name: str, redis_url: str, tmp_path: Path, **config: Any) -> Flask
 
 
 def users(client: redis.Redis, event: str) -> set[int]:
-    return set(DayEvents.from_date(event, system=client))  # type: ignore[arg-type]
+    return set(key_users(client, day_key(event)))
 
 
 def test_login_and_logout_are_marked(

@@ -15,11 +15,13 @@ import redis
 from flask import Flask
 from flask_login import LoginManager, UserMixin, login_user
 from flask_sqlalchemy import SQLAlchemy
+from keys import day_key
+from keys import users as key_users
 from sqlalchemy import ForeignKey, String, create_engine, event, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from flask_bitmapist import DayEvents, FlaskBitmapist
+from flask_bitmapist import FlaskBitmapist
 from flask_bitmapist.track.mixins import Bitmapistable
 from flask_bitmapist.track.signals import event_marked, model_created, model_deleted
 
@@ -125,7 +127,7 @@ def shop(database_url: str, redis_url: str, tmp_path: Path) -> Iterator[Shop]:
 
 
 def users(client: redis.Redis, event_name: str) -> set[int]:
-    return set(DayEvents.from_date(event_name, system=client))  # type: ignore[arg-type]
+    return set(key_users(client, day_key(event_name)))
 
 
 def test_commit_marks_created_with_the_primary_key(

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 from markdown_it import MarkdownIt
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).parent.parent
 URL = "https://github.com/flask-bitmapist/flask-bitmapist"
@@ -24,7 +26,9 @@ URL = "https://github.com/flask-bitmapist/flask-bitmapist"
 # builds, and what the demo and the tests leave in instance folders.
 NOT_SOURCE = shutil.ignore_patterns(
     ".git",
+    # .venv, and the Makefile's .venv-3.13 and so on for other Pythons.
     ".venv",
+    ".venv-*",
     ".*_cache",
     ".hypothesis",
     "__pycache__",
@@ -121,6 +125,52 @@ def test_both_carry_the_license_and_the_metadata(dists: Dists) -> None:
         f"Homepage, {URL}",
         f"Repository, {URL}",
     ]
+
+
+def requirements_of(wheel: Path, extras: set[str]) -> dict[str, str]:
+    """What installing the wheel with ``extras`` asks for: each distribution's
+    name and specifier, following the extras that name the package itself."""
+    with zipfile.ZipFile(wheel) as archive:
+        (metadata_name,) = (
+            name for name in archive.namelist() if name.endswith(".dist-info/METADATA")
+        )
+        metadata = email.message_from_bytes(archive.read(metadata_name))
+    listed = [Requirement(line) for line in metadata.get_all("Requires-Dist") or []]
+    wanted: dict[str, str] = {}
+    todo, seen = ["", *extras], set()
+    while todo:
+        extra = todo.pop()
+        if extra in seen:
+            continue
+        seen.add(extra)
+        for requirement in listed:
+            marker = requirement.marker
+            if (marker is None) != (extra == ""):
+                continue
+            if marker is not None and not marker.evaluate({"extra": extra}):
+                continue
+            if canonicalize_name(requirement.name) == "flask-bitmapist":
+                todo += requirement.extras
+            else:
+                wanted[canonicalize_name(requirement.name)] = str(requirement.specifier)
+    return wanted
+
+
+def test_bitmapist_is_an_extra_that_the_test_extra_does_not_need(dists: Dists) -> None:
+    """bitmapist 3.119 wants redis-py below 6 and Python below 3.14: the
+    package and its test and demo extras install without it, with any
+    redis-py from 5 on."""
+    assert requirements_of(dists.wheel, set()) == {
+        "flask": ">=3",
+        "redis": ">=5",
+        "blinker": ">=1.6",
+        "pyyaml": ">=6",
+    }
+    assert requirements_of(dists.wheel, {"bitmapist"})["bitmapist"] == ">=3.119"
+    for extra in ("test", "demo"):
+        wanted = requirements_of(dists.wheel, {extra})
+        assert "bitmapist" not in wanted
+        assert wanted["redis"] == ">=5"
 
 
 def test_twine_check_passes(dists: Dists) -> None:

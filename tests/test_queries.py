@@ -14,15 +14,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flask_bitmapist import (
-    DayEvents,
-    MonthEvents,
-    WeekEvents,
-    YearEvents,
+    EventSet,
     chain_events,
     get_cohort,
     get_event_data,
     mark_event,
 )
+from flask_bitmapist.store.layout import Period
 
 UTC = timezone.utc
 NOW = datetime(2026, 3, 14, 12, tzinfo=UTC)
@@ -170,11 +168,27 @@ def test_get_event_data_for_each_time_group(
         weekly = get_event_data("signup", "week", now=day(12))
         monthly = get_event_data("signup", "months", now=day(12))
         yearly = get_event_data("signup", "years", now=day(12))
-    assert isinstance(daily, DayEvents) and len(daily) == 4
-    assert isinstance(weekly, WeekEvents) and len(weekly) == 7
-    assert isinstance(monthly, MonthEvents) and list(monthly) == [1, 2, 3, 4, 5, 6, 7]
-    assert isinstance(yearly, YearEvents) and len(yearly) == 7
+    assert isinstance(daily, EventSet) and len(daily) == 4
+    assert isinstance(weekly, EventSet) and len(weekly) == 7
+    assert isinstance(monthly, EventSet) and list(monthly) == [1, 2, 3, 4, 5, 6, 7]
+    assert isinstance(yearly, EventSet) and len(yearly) == 7
+    assert [result.period for result in (daily, weekly, monthly, yearly)] == [
+        Period("day", datetime(2026, 3, 12, tzinfo=UTC)),
+        Period("week", datetime(2026, 3, 9, tzinfo=UTC)),
+        Period("month", datetime(2026, 3, 1, tzinfo=UTC)),
+        Period("year", datetime(2026, 1, 1, tzinfo=UTC)),
+    ]
+    assert {result.event_name for result in (daily, weekly, monthly, yearly)} == {
+        "signup"
+    }
+    # One stored period reads the event's own key; a year is its months' union,
+    # stored in a temporary key on demand.
+    assert daily.redis_key == "trackist_signup_2026-3-12"
+    assert weekly.redis_key == "trackist_signup_W2026-11"
+    assert monthly.redis_key == "trackist_signup_2026-3"
     assert 0 < client.ttl(yearly.redis_key) <= 300
+    yearly.delete()
+    assert no_temporary_keys(client)
 
 
 def test_get_event_data_defaults_to_now(app: Flask) -> None:
@@ -233,8 +247,12 @@ def test_or_binds_to_its_direct_predecessor(
         result = chain_events("A", events, day(14), "days")
         assert set(result) == expected
         assert len(result) == len(expected)
-        assert 0 < client.ttl(result.redis_key) <= 300
+        if chain:
+            assert 0 < client.ttl(result.redis_key) <= 300
+        else:
+            assert result.redis_key == "trackist_A_2026-3-14"
         result.delete()
+        assert client.exists("trackist_A_2026-3-14") == 1
     assert events == original
     assert no_temporary_keys(client)
 
@@ -303,8 +321,12 @@ def test_queries_cost_one_round_trip(days_data: Flask, round_trips: Any) -> None
             )  # fmt: skip
             assert round_trips.count == 1, (rows, cols, group)
         round_trips.count = 0
-        chain_events("signup", [{"name": "paid", "op": "and"}], NOW, "days")
+        chained = chain_events("signup", [{"name": "paid", "op": "and"}], NOW, "days")
+        assert round_trips.count == 0  # nothing is read until it is used
+        assert len(chained) == 0
         assert round_trips.count == 1
+        assert set(chain_events("signup", [], NOW, "years")) == set(range(1, 8))
+        assert round_trips.count == 2
 
 
 def test_concurrent_cohorts_from_four_threads(days_data: Flask) -> None:

@@ -7,8 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from flask_bitmapist import DayEvents
+from keys import day_key
 
 README = Path(__file__).parent.parent / "README.md"
 
@@ -41,7 +40,7 @@ def test_quickstart_runs_as_written(
     assert namespace["cohort"][-1] == [1, None, None, None, None, None, None]
     with app.app_context():
         client = app.extensions["bitmapist"].redis
-        assert client.getbit(DayEvents.from_date("user:signed_up").redis_key, 3) == 1
+        assert client.getbit(day_key("user:signed_up"), 3) == 1
         assert namespace["bitmapist"].stats().written == 5
         client.flushdb()
 

@@ -15,9 +15,10 @@ import pytest
 import redis
 import yaml
 from flask import Blueprint, Flask
+from keys import day_key
 from rules_app import create_app
 
-from flask_bitmapist import DayEvents, FlaskBitmapist, RulesError
+from flask_bitmapist import FlaskBitmapist, RulesError
 from flask_bitmapist.track.rules import parse_rules
 
 HERE = Path(__file__).parent
@@ -229,12 +230,7 @@ def test_the_id_source_decorator_registers_before_init_app(
     app.add_url_rule("/", "index", lambda: "home")
     bitmapist.init_app(app)
     app.test_client().get("/")
-    assert (
-        redis.Redis.from_url(redis_url).getbit(
-            DayEvents.from_date("team:viewed").redis_key, 77
-        )
-        == 1
-    )
+    assert redis.Redis.from_url(redis_url).getbit(day_key("team:viewed"), 77) == 1
     with pytest.raises(ValueError, match="must be an identifier, got 'team lead'"):
         bitmapist.id_source("team lead")
 

@@ -16,9 +16,11 @@ import redis
 from flask import Blueprint, Flask, g, request
 from flask.testing import FlaskClient
 from flask_login import LoginManager
+from keys import day_key, hour_key, unique_key
+from keys import users as key_users
 from rules_app import User, create_app
 
-from flask_bitmapist import DayEvents, FlaskBitmapist, HourEvents, UniqueEvents
+from flask_bitmapist import FlaskBitmapist
 from flask_bitmapist.testing import free_port
 from flask_bitmapist.track.middleware import install_rule_hooks
 from flask_bitmapist.track.rules import RuleSet, load_rules
@@ -46,7 +48,7 @@ def marked(client: redis.Redis) -> Callable[[str], set[int]]:
     """The users marked today for an event."""
 
     def users(event: str) -> set[int]:
-        return set(DayEvents.from_date(event, system=client))  # type: ignore[arg-type]
+        return set(key_users(client, day_key(event)))
 
     return users
 
@@ -137,10 +139,10 @@ def test_before_rules_mark_whatever_the_outcome(
     assert (marked("checkout:started"), marked("checkout:paid")) == ({5}, set())
     assert web.post("/shop/checkout", headers={"X-Login": "7"}).status_code == 200
     assert (marked("checkout:started"), marked("checkout:paid")) == ({5, 7}, {7})
-    assert set(HourEvents.from_date("checkout:started", system=client)) == {5, 7}  # type: ignore[arg-type]
-    assert client.exists(HourEvents.from_date("checkout:paid").redis_key) == 0
-    assert set(UniqueEvents("checkout:paid", system=client)) == {7}  # type: ignore[arg-type]
-    assert client.exists(UniqueEvents("checkout:started").redis_key) == 0
+    assert key_users(client, hour_key("checkout:started")) == [5, 7]
+    assert client.exists(hour_key("checkout:paid")) == 0
+    assert key_users(client, unique_key("checkout:paid")) == [7]
+    assert client.exists(unique_key("checkout:started")) == 0
 
 
 def test_path_glob_with_a_header_id(web: FlaskClient, marked: Any) -> None:

@@ -23,7 +23,7 @@ import redis
 from flask import Flask
 from processes import wait_until
 
-from flask_bitmapist import DayEvents, flush, mark, mark_event, testing
+from flask_bitmapist import flush, get_event_data, mark, mark_event, testing
 from flask_bitmapist.store.writer import Mark, is_outage, write_marks
 from flask_bitmapist.testing import RedisProcess, free_port
 
@@ -175,6 +175,20 @@ def busy_script(server: RedisProcess) -> Iterator[None]:
         runner.join()
 
 
+# redis-py 8 raises a class of its own for some replies and cuts their code
+# from the message (MASTERDOWN: MasterDownError, CROSSSLOT:
+# ClusterCrossSlotError); redis-py 5 keeps the code in the message.
+CODE_OF_CLASS = {
+    "MasterDownError": "MASTERDOWN",
+    "ClusterCrossSlotError": "CROSSSLOT",
+}
+
+
+def reply_code_and_message(error: redis.ResponseError) -> str:
+    code = CODE_OF_CLASS.get(type(error).__name__, "")
+    return f"{code} {error}"
+
+
 @pytest.mark.parametrize(
     ("condition", "says", "outage"),
     [
@@ -194,7 +208,7 @@ def test_is_outage_tells_a_redis_taking_no_write_from_a_refused_write(
     batch = [Mark("played", 1, NOW, False, False)]
     with condition(any_redis), pytest.raises(redis.ResponseError) as raised:
         write_marks(client, batch)
-    assert says in str(raised.value)
+    assert says in reply_code_and_message(raised.value)
     assert is_outage(raised.value) is outage
     # The condition over, the same write works.
     write_marks(client, batch)
@@ -259,7 +273,7 @@ def test_is_outage_tells_a_cluster_down_from_keys_in_several_slots(
         write_marks(cluster_node, batch)
     assert "Hash slot not served" in str(down.value)
     assert is_outage(down.value) is True
-    assert "CROSSSLOT" in str(cross_slot.value)
+    assert "CROSSSLOT" in reply_code_and_message(cross_slot.value)
     assert is_outage(cross_slot.value) is False
 
 
@@ -512,6 +526,10 @@ def test_overfilled_queue_drops_exactly_the_counted_marks(
     assert len(ids) - len(written) == stats.dropped
 
 
+# Forking a process with threads is what this test is about (gunicorn's
+# preload forks workers after the app started its writer); Python 3.12 and
+# newer warn about it.
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded")
 def test_a_forked_child_gets_its_own_working_writer(
     make_app: Any, client: redis.Redis
 ) -> None:
@@ -537,6 +555,10 @@ def test_a_forked_child_gets_its_own_working_writer(
     assert bits(client, DAY_KEY, range(5)) == [1, 2, 3]
 
 
+# Forking a process with threads is what this test is about (gunicorn's
+# preload forks workers after the app started its writer); Python 3.12 and
+# newer warn about it.
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded")
 def test_a_child_forked_before_any_mark_starts_its_writer(
     make_app: Any, client: redis.Redis
 ) -> None:
@@ -596,4 +618,5 @@ def test_marks_from_many_threads_all_arrive(make_app: Any, client: redis.Redis) 
         assert flush(timeout=30)
         assert app.extensions["bitmapist"].stats().written == 2000
     assert client.bitcount(DAY_KEY) == 2000
-    assert DayEvents("played", 2026, 3, 14, system=client).get_count() == 2000
+    with app.app_context():
+        assert get_event_data("played", now=NOW).get_count() == 2000

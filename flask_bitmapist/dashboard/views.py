@@ -26,7 +26,6 @@ from werkzeug.exceptions import ClientDisconnected, HTTPException
 
 from ..report.cohort import CohortReport, CohortRequest
 from ..report.events import (
-    TIME_GROUPS,
     EventHistory,
     FieldError,
     close_event_names,
@@ -36,7 +35,7 @@ from ..report.events import (
     unknown_event_message,
 )
 from ..state import current_state
-from ..store.layout import validate_event_name
+from ..store.layout import TIME_GROUPS, validate_event_name
 from .chart import bar_chart
 
 logger = logging.getLogger("flask_bitmapist.dashboard")

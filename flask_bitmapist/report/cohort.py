@@ -17,13 +17,13 @@ from typing import Any
 
 from ..state import resolve_client
 from ..store.layout import to_utc
+from ..store.plan import QueryPlan
 from .events import (
+    EventSet,
     FieldError,
-    QueryPlan,
-    chain_key,
-    period_keys,
-    period_start,
-    temp_key_ttl,
+    chained_set,
+    current_temp_key_ttl,
+    period_of,
     validate_chained_events,
     validate_event_field,
     validate_period_count,
@@ -108,16 +108,17 @@ def get_cohort(
     when = to_utc(now)
     client = resolve_client(system)
 
-    plan = QueryPlan(client, temp_key_ttl())
+    plan = QueryPlan(client, current_temp_key_ttl())
     row_offsets = range(1 - rows, 1)
+    periods = {offset: period_of(group, when, offset) for offset in row_offsets}
     primary_keys = [
-        plan.union(period_keys(group, primary_event_name, when, offset))
+        EventSet.of_period(primary_event_name, periods[offset], client).queue(plan)
         for offset in row_offsets
     ]
     # Every cell whose period is not in the future falls on some row's period.
     chain_keys = {
-        offset: chain_key(plan, secondary_event_name, chained, group, when, offset)
-        for offset in row_offsets
+        offset: chained_set(client, secondary_event_name, chained, period).queue(plan)
+        for offset, period in periods.items()
     }
     row_indexes = []
     for primary_key, row_offset in zip(primary_keys, row_offsets, strict=True):
@@ -147,7 +148,7 @@ def get_cohort(
             continue
         row: list[int | None] = list(counts)
         cohort.append(row + [None] * (cols - len(row)))
-    dates = [period_start(group, when, offset) for offset in row_offsets]
+    dates = [periods[offset].start for offset in row_offsets]
     return cohort, dates, totals
 
 

@@ -1,52 +1,38 @@
-"""Reading: event data and chained events, as pipelined BITOP/BITCOUNT.
+"""Reading: event sets, their operators and counts over periods.
 
-A query builds its BITOP commands on the client and sends them, with the
-BITCOUNTs that read the results, in one pipeline: one round trip however many
-rows and columns a cohort has (a cohort's rows run as short scripts inside
-that pipeline). Intermediate results go to temporary keys that carry a name
-unique to the query (so concurrent queries never touch each other's keys), a
-TTL as a safety net, and a DEL at the end of the same pipeline; a row script's
-scratch keys are deleted inside its own atomic run.
+An :class:`EventSet` is the users who did an event in a period, or a
+combination of such sets. Combining sets costs nothing; reading one sends
+every BITOP it needs, with the read, in one pipeline (see
+:class:`~flask_bitmapist.store.plan.QueryPlan`): one round trip however
+complex the combination.
 """
 
 from __future__ import annotations
 
 import difflib
-import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal
 
 import redis
-from bitmapist import (
-    DayEvents,
-    GenericPeriodEvents,
-    MonthEvents,
-    WeekEvents,
-    YearEvents,
-)
-from bitmapist import MixinBitOperations as _MixinBitOperations
-from bitmapist import MixinContains as _MixinContains
-from bitmapist import MixinCounts as _MixinCounts
-from bitmapist import MixinEventsMisc as _MixinEventsMisc
-from bitmapist import MixinIter as _MixinIter
 
 from ..config import Settings
 from ..state import current_state, resolve_client
-from ..store.layout import to_utc, validate_event_name
+from ..store.layout import (
+    BITMAPIST,
+    TIME_GROUPS,
+    KeyLayout,
+    Period,
+    to_utc,
+    unit_of_time_group,
+    validate_event_name,
+)
 from ..store.maintenance import event_keys
+from ..store.plan import QueryPlan
 
-TIME_GROUPS = ("days", "weeks", "months", "years")
-PeriodClass = type[DayEvents] | type[WeekEvents] | type[MonthEvents]
-_PERIOD_CLASSES: dict[str, PeriodClass] = {
-    "days": DayEvents,
-    "weeks": WeekEvents,
-    "months": MonthEvents,
-}
 MAX_ROWS_OR_COLS = 1000
 _OPERATORS = ("and", "or")
-_TEMP_PREFIX = "trackist_bitop_fb"
 
 
 class FieldError(ValueError):
@@ -134,138 +120,297 @@ def validate_period_count(
     return value
 
 
-def temp_key_ttl() -> int:
+def current_temp_key_ttl() -> int:
+    """The current app's ``BITMAPIST_TEMP_KEY_TTL``, or its default outside
+    an app."""
     state = current_state()
     return (state.settings if state else Settings()).temp_key_ttl
 
 
-class TemporaryBitmap(
-    _MixinIter, _MixinContains, _MixinCounts, _MixinEventsMisc, _MixinBitOperations
-):
-    """A query result in a temporary key: counts (``len``), membership (``in``),
-    iteration over user ids and bit operations, like bitmapist's ``BitOpAnd``.
+@dataclass(frozen=True)
+class _PeriodLeaf:
+    event_name: str
+    period: Period
 
-    The key expires after ``BITMAPIST_TEMP_KEY_TTL`` seconds (300); call
-    :meth:`delete` when done with it to free the memory at once.
+
+@dataclass(frozen=True)
+class _KeyLeaf:
+    key: str
+
+
+@dataclass(frozen=True)
+class _Combination:
+    operation: Literal["AND", "OR", "XOR", "NOT", "DIFF"]
+    operands: tuple[_Node, ...]
+
+
+_Node = _PeriodLeaf | _KeyLeaf | _Combination
+
+# The ids of the set bits of every byte value, most significant bit first:
+# Redis numbers bit 0 as the high bit of the first byte.
+_BYTE_BITS = tuple(
+    tuple(bit for bit in range(8) if value & (0x80 >> bit)) for value in range(256)
+)
+
+
+class EventSet:
+    """A set of user ids stored in Redis: the users who did an event in a
+    period, or a combination of such sets.
+
+    ``len()``, ``in``, iteration (user ids in ascending order) and ``bool``
+    each cost one round trip (``list(s)`` costs two: Python asks ``len()``
+    first, to size the list). The operators ``&`` (and), ``|`` (or), ``^``
+    (either, not both), ``-`` (and not) and ``~`` (not) build a new set
+    without touching Redis; reading it runs the whole combination in one
+    round trip, in temporary keys deleted in the same round trip (with a TTL
+    of ``BITMAPIST_TEMP_KEY_TTL`` seconds as a safety net).
+
+    ``~s``, as bitmapist's ``BitOpNot``, holds the ids from 0 to the end of
+    the last byte of ``s``'s key that are not in ``s``; ``a - b`` is
+    exact whatever the sizes of ``a`` and ``b``.
+
+    For bitmapist's classes the set offers ``redis_key`` and ``system`` (its
+    Redis client): ``BitOpAnd(s.system, s, other)`` works as with 0.1.x's
+    results. Reading ``redis_key`` of a combination stores it in a temporary
+    key once; :meth:`delete` frees it at once. ``get_count()``,
+    ``has_events_marked()`` and ``get_uuids()`` are bitmapist's names for
+    ``len``, ``bool`` and ``iter``.
     """
 
-    def __init__(self, redis_key: str, system: redis.Redis) -> None:
-        self.redis_key = redis_key
-        self.system = system
+    def __init__(
+        self,
+        node: _Node,
+        client: redis.Redis,
+        *,
+        layout: KeyLayout = BITMAPIST,
+        temp_key_ttl: int | None = None,
+    ) -> None:
+        self._node = node
+        self._client = client
+        self._layout = layout
+        self._ttl = current_temp_key_ttl() if temp_key_ttl is None else temp_key_ttl
+        self._stored_key: str | None = None
 
+    @classmethod
+    def of_period(
+        cls,
+        event_name: str,
+        period: Period,
+        client: redis.Redis,
+        *,
+        layout: KeyLayout = BITMAPIST,
+    ) -> EventSet:
+        """The users who did ``event_name`` in ``period``."""
+        return cls(_PeriodLeaf(event_name, period), client, layout=layout)
 
-class QueryPlan:
-    """The commands of one query, queued in one pipeline."""
+    @property
+    def system(self) -> redis.Redis:
+        """The Redis client the set lives on."""
+        return self._client
 
-    def __init__(self, client: redis.Redis, ttl: int) -> None:
-        self.client = client
-        self.pipeline = client.pipeline(transaction=False)
-        self.ttl = ttl
-        # Underscores, so that bitmapist's get_event_names, which skips names
-        # starting "bitop_", does not list a query's keys as an event.
-        self.prefix = f"{_TEMP_PREFIX}_{uuid.uuid4().hex}"
-        self.temp_keys: list[str] = []
+    @property
+    def event_name(self) -> str | None:
+        """The event of a set of one event and period, else ``None``."""
+        node = self._node
+        return node.event_name if isinstance(node, _PeriodLeaf) else None
 
-    def new_key(self) -> str:
-        key = f"{self.prefix}_{len(self.temp_keys)}"
-        self.temp_keys.append(key)
-        return key
+    @property
+    def period(self) -> Period | None:
+        """The period of a set of one event and period, else ``None``."""
+        node = self._node
+        return node.period if isinstance(node, _PeriodLeaf) else None
 
-    def bitop(self, operation: str, destination: str, *sources: str) -> None:
-        # BITOP replaces the destination, TTL included, so the TTL follows each one.
-        self.pipeline.bitop(operation, destination, *sources)
-        self.pipeline.expire(destination, self.ttl)
+    @property
+    def redis_key(self) -> str:
+        """The key that holds the set: the event's own key for one stored
+        period, otherwise a temporary key computed on first use."""
+        key = self._single_key()
+        if key is not None:
+            return key
+        if self._stored_key is None:
+            plan = QueryPlan(self._client, self._ttl)
+            key = self.queue(plan)
+            plan.execute(keep=key)
+            self._stored_key = key
+        return self._stored_key
 
-    def bitcounts(self, keys: list[str]) -> list[int]:
-        """Queue a BITCOUNT of each key; return where their results will be."""
-        for key in keys:
-            self.pipeline.bitcount(key)
-        end = len(self.pipeline)
-        return list(range(end - len(keys), end))
+    def delete(self) -> None:
+        """Delete the temporary key that :attr:`redis_key` made, if any (the
+        event's own keys are never deleted)."""
+        if self._stored_key is not None:
+            self._client.delete(self._stored_key)
+            self._stored_key = None
 
-    def union(self, keys: list[str]) -> str:
-        if len(keys) == 1:
-            return keys[0]
-        destination = self.new_key()
-        self.bitop("OR", destination, *keys)
+    def __len__(self) -> int:
+        return int(self._read(lambda pipeline, key: pipeline.bitcount(key)))
+
+    def __bool__(self) -> bool:
+        return int(self._read(lambda pipeline, key: pipeline.bitpos(key, 1))) >= 0
+
+    def __contains__(self, user_id: object) -> bool:
+        if isinstance(user_id, bool) or not isinstance(user_id, int) or user_id < 0:
+            return False
+        _, offset = self._layout.split(user_id)
+        return bool(self._read(lambda pipeline, key: pipeline.getbit(key, offset)))
+
+    def __iter__(self) -> Iterator[int]:
+        value = self._read(lambda pipeline, key: pipeline.get(key))
+        for index, byte in enumerate(value or b""):
+            if byte:
+                base = index * 8
+                for bit in _BYTE_BITS[byte]:
+                    yield base + bit
+
+    def get_count(self) -> int:
+        """``len(self)``, by bitmapist's name."""
+        return len(self)
+
+    def has_events_marked(self) -> bool:
+        """``bool(self)``, by bitmapist's name."""
+        return bool(self)
+
+    def get_uuids(self) -> Iterator[int]:
+        """``iter(self)``, by bitmapist's name."""
+        return iter(self)
+
+    def __and__(self, other: object) -> EventSet:
+        return self._combine("AND", other)
+
+    def __or__(self, other: object) -> EventSet:
+        return self._combine("OR", other)
+
+    def __xor__(self, other: object) -> EventSet:
+        return self._combine("XOR", other)
+
+    def __sub__(self, other: object) -> EventSet:
+        return self._combine("DIFF", other)
+
+    def __invert__(self) -> EventSet:
+        return self._derive(_Combination("NOT", (self._node,)))
+
+    def __repr__(self) -> str:
+        return f"<EventSet {_describe(self._node)}>"
+
+    def _combine(self, operation: _Operation, other: object) -> EventSet:
+        if isinstance(other, EventSet):
+            if other._client is not self._client:
+                raise ValueError(
+                    "Sets of two Redis clients cannot be combined; "
+                    f"got {self!r} and {other!r}."
+                )
+            other_node = other._node
+        elif isinstance(key := getattr(other, "redis_key", None), str):
+            # One of bitmapist's objects, on the same Redis by the caller's word.
+            other_node = _KeyLeaf(key)
+        else:
+            raise TypeError(
+                "An EventSet combines with another EventSet or an object with a "
+                f"redis_key (bitmapist's), got {other!r}."
+            )
+        operands: tuple[_Node, ...] = (self._node, other_node)
+        node = self._node
+        # a & b & c is one BITOP AND of three keys, not two BITOPs.
+        if isinstance(node, _Combination) and node.operation == operation != "DIFF":
+            operands = (*node.operands, other_node)
+        return self._derive(_Combination(operation, operands))
+
+    def _derive(self, node: _Node) -> EventSet:
+        return EventSet(node, self._client, layout=self._layout, temp_key_ttl=self._ttl)
+
+    def _single_key(self) -> str | None:
+        node = self._node
+        if isinstance(node, _KeyLeaf):
+            return node.key
+        if isinstance(node, _PeriodLeaf):
+            keys = self._layout.keys(node.event_name, node.period)
+            if len(keys) == 1:
+                return keys[0]
+        return self._stored_key
+
+    def _read(self, queue: Callable[[Any, str], object]) -> Any:
+        """Queue the combination, then ``queue(pipeline, key)``'s read of its
+        result, and run both in one round trip."""
+        key = self._single_key()
+        if key is not None:
+            pipeline = self._client.pipeline(transaction=False)
+            queue(pipeline, key)
+            return pipeline.execute()[0]
+        plan = QueryPlan(self._client, self._ttl)
+        key = self.queue(plan)
+        queue(plan.pipeline, key)
+        index = len(plan.pipeline) - 1
+        return plan.execute()[index]
+
+    def queue(self, plan: QueryPlan) -> str:
+        """Queue in ``plan`` the commands that compute the set; return the key
+        that will hold it (an event's own key when no command is needed)."""
+        return self._emit(plan, self._node)
+
+    def _emit(self, plan: QueryPlan, node: _Node) -> str:
+        if isinstance(node, _KeyLeaf):
+            return node.key
+        if isinstance(node, _PeriodLeaf):
+            return plan.union(list(self._layout.keys(node.event_name, node.period)))
+        sources = [self._emit(plan, operand) for operand in node.operands]
+        destination = plan.new_key()
+        if node.operation == "DIFF":
+            # a AND NOT b would cut a to b's length; a XOR (a AND b) does not.
+            common = plan.new_key()
+            plan.bitop("AND", common, *sources)
+            plan.bitop("XOR", destination, sources[0], common)
+        else:
+            plan.bitop(node.operation, destination, *sources)
         return destination
 
-    def execute(self, keep: str | None = None) -> list[Any]:
-        """Run the pipeline, deleting every temporary key but ``keep``.
 
-        On failure the keys are deleted on a best-effort basis; their TTL
-        removes what that misses.
-        """
-        doomed = [key for key in self.temp_keys if key != keep]
-        if doomed:
-            self.pipeline.delete(*doomed)
-        try:
-            results: list[Any] = self.pipeline.execute()
-        except BaseException:
-            try:
-                if self.temp_keys:
-                    self.client.delete(*self.temp_keys)
-            except redis.RedisError:
-                pass
-            raise
-        return results
+_Operation = Literal["AND", "OR", "XOR", "NOT", "DIFF"]
+_SYMBOLS = {"AND": " & ", "OR": " | ", "XOR": " ^ ", "DIFF": " - "}
 
 
-def period_keys(
-    time_group: str, event_name: str, when: datetime, offset: int
-) -> list[str]:
-    """The keys that hold ``event_name`` in the period ``offset`` periods from ``when``.
-
-    A year is the union of its twelve months, as in bitmapist's ``YearEvents``.
-    """
-    if time_group == "years":
-        year = when.year + offset
-        return [
-            MonthEvents(event_name, year, month).redis_key for month in range(1, 13)
-        ]
-    period = _PERIOD_CLASSES[time_group].from_date(event_name, when).delta(offset)
-    return [period.redis_key]
+def _describe(node: _Node) -> str:
+    if isinstance(node, _KeyLeaf):
+        return node.key
+    if isinstance(node, _PeriodLeaf):
+        period = node.period
+        return f"{node.event_name} {period.unit} {period.start:%Y-%m-%d %H:00}"
+    if node.operation == "NOT":
+        return f"~({_describe(node.operands[0])})"
+    inner = _SYMBOLS[node.operation].join(_describe(item) for item in node.operands)
+    return f"({inner})"
 
 
-def period_start(time_group: str, when: datetime, offset: int) -> datetime:
-    if time_group == "years":
-        return datetime(when.year + offset, 1, 1, tzinfo=timezone.utc)
-    period = _PERIOD_CLASSES[time_group].from_date("", when).delta(offset)
-    start: datetime = period.period_start()
-    return start
+def period_of(time_group: str, when: datetime, offset: int = 0) -> Period:
+    """The period of ``time_group`` (validated) ``offset`` periods from the one
+    that holds ``when``."""
+    return Period.of(unit_of_time_group(time_group), when).shift(offset)
 
 
-def chain_key(
-    plan: QueryPlan,
+def chained_set(
+    client: redis.Redis,
     base_event_name: str,
-    chained: list[tuple[str, str]],
-    time_group: str,
-    when: datetime,
-    offset: int,
-) -> str:
-    # Each OR binds to its direct predecessor, then the groups are ANDed:
-    # A and B or C and D = A & (B | C) & D.
+    chained: Sequence[tuple[str, str]],
+    period: Period,
+    layout: KeyLayout = BITMAPIST,
+) -> EventSet:
+    """``base_event_name`` chained with ``(event name, op)`` pairs in
+    ``period``: each OR binds to its direct predecessor, then the groups are
+    ANDed: ``A and B or C and D`` is ``A & (B | C) & D``."""
     groups: list[list[str]] = [[base_event_name]]
     for event_name, operator in chained:
         if operator == "or":
             groups[-1].append(event_name)
         else:
             groups.append([event_name])
-    group_keys = [
-        plan.union(
-            [
-                key
-                for name in group
-                for key in period_keys(time_group, name, when, offset)
-            ]
-        )
-        for group in groups
-    ]
-    if len(group_keys) == 1:
-        return group_keys[0]
-    destination = plan.new_key()
-    plan.bitop("AND", destination, *group_keys)
-    return destination
+    result: EventSet | None = None
+    for group in groups:
+        union: EventSet | None = None
+        for name in group:
+            leaf = EventSet.of_period(name, period, client, layout=layout)
+            union = leaf if union is None else union | leaf
+        assert union is not None
+        result = union if result is None else result & union
+    assert result is not None
+    return result
 
 
 def get_event_data(
@@ -273,35 +418,21 @@ def get_event_data(
     time_group: str = "days",
     now: datetime | None = None,
     system: str | None = None,
-) -> GenericPeriodEvents:
-    """The bitmapist events object of ``event_name`` for the period that holds ``now``.
+) -> EventSet:
+    """The users who did ``event_name`` in the period that holds ``now``.
 
     :param event_name: the event.
     :param time_group: days, weeks, months or years (or the singular).
     :param now: a time in the period; naive datetimes are UTC. Default: now.
-    :param system: a bitmapist system name; default the current app's, or
+    :param system: a system name; default the current app's, or
         ``"default"`` outside an app.
-    :returns: a ``DayEvents``, ``WeekEvents``, ``MonthEvents`` or ``YearEvents``.
-        A ``YearEvents`` is bitmapist's OR of the twelve months in a temporary
-        key, which here expires after ``BITMAPIST_TEMP_KEY_TTL`` seconds.
+    :returns: an :class:`EventSet`; a year is the union of its twelve months,
+        computed when it is read.
     :raises ValueError: for an invalid event name, time group or time.
     """
     validate_event_name(event_name)
-    group = validate_time_group(time_group)
-    when = to_utc(now)
-    # bitmapist's get_redis takes a client where its annotations say str; the
-    # client, not its system name, keeps two apps with one name apart.
-    client = resolve_client(system)
-    if group == "years":
-        year = YearEvents(event_name, when.year, system=client)
-        client.expire(year.redis_key, temp_key_ttl())
-        return year
-    period: GenericPeriodEvents = _PERIOD_CLASSES[group].from_date(
-        event_name,
-        when,
-        system=client,  # type: ignore[arg-type]
-    )
-    return period
+    period = period_of(validate_time_group(time_group), to_utc(now))
+    return EventSet.of_period(event_name, period, resolve_client(system))
 
 
 def chain_events(
@@ -310,7 +441,7 @@ def chain_events(
     now: datetime | None,
     time_group: str,
     system: str | None = None,
-) -> TemporaryBitmap:
+) -> EventSet:
     """The users who did ``base_event_name`` combined with ``events_to_chain``,
     in the period of ``now``.
 
@@ -322,23 +453,14 @@ def chain_events(
     :param events_to_chain: ``[{"name": ..., "op": "and" | "or"}, ...]``.
     :param now: a time in the period; naive datetimes are UTC.
     :param time_group: days, weeks, months or years (or the singular).
-    :param system: a bitmapist system name; default the current app's.
-    :returns: the result in a temporary key (see :class:`TemporaryBitmap`).
+    :param system: a system name; default the current app's.
+    :returns: an :class:`EventSet`, computed in one round trip when read.
     :raises ValueError: for invalid names, operators, time group or time.
     """
     validate_event_field("base_event_name", base_event_name)
     chained = validate_chained_events(events_to_chain, "events_to_chain")
-    group = validate_time_group(time_group)
-    when = to_utc(now)
-    client = resolve_client(system)
-    plan = QueryPlan(client, temp_key_ttl())
-    key = chain_key(plan, base_event_name, chained, group, when, 0)
-    if key not in plan.temp_keys:
-        copy = plan.new_key()
-        plan.bitop("OR", copy, key)
-        key = copy
-    plan.execute(keep=key)
-    return TemporaryBitmap(key, client)
+    period = period_of(validate_time_group(time_group), to_utc(now))
+    return chained_set(resolve_client(system), base_event_name, chained, period)
 
 
 def list_event_names(prefix: str = "", system: str | None = None) -> list[str]:
@@ -393,12 +515,12 @@ def count_events(
     """
     names = list(event_names)
     when = to_utc(now)
-    plan = QueryPlan(resolve_client(system), temp_key_ttl())
+    plan = QueryPlan(resolve_client(system), current_temp_key_ttl())
     count_indexes: list[list[int]] = []
     for name in names:
         keys = [
-            *(period_keys(group, name, when, 0)[0] for group in _PERIOD_CLASSES),
-            plan.union(period_keys("years", name, when, 0)),
+            plan.union(list(BITMAPIST.keys(name, period_of(group, when))))
+            for group in TIME_GROUPS
         ]
         count_indexes.append(plan.bitcounts(keys))
     results = plan.execute()
@@ -441,15 +563,17 @@ def event_history(
     when = to_utc(now)
     pipeline = resolve_client(system).pipeline(transaction=False)
     offsets = {group: range(1 - length, 1) for group, length in lengths.items()}
-    for group, group_offsets in offsets.items():
-        for offset in group_offsets:
-            pipeline.bitcount(period_keys(group, event_name, when, offset)[0])
+    periods = {
+        group: [period_of(group, when, offset) for offset in group_offsets]
+        for group, group_offsets in offsets.items()
+    }
+    for group_periods in periods.values():
+        for period in group_periods:
+            (key,) = BITMAPIST.keys(event_name, period)
+            pipeline.bitcount(key)
     counts = iter(pipeline.execute())
     series = {
-        group: [
-            (period_start(group, when, offset), int(next(counts)))
-            for offset in group_offsets
-        ]
-        for group, group_offsets in offsets.items()
+        group: [(period.start, int(next(counts))) for period in group_periods]
+        for group, group_periods in periods.items()
     }
     return EventHistory(**series)

@@ -1,13 +1,313 @@
-"""The key format and the time it is cut by: what an event may be called, and
-the UTC time every period is computed in."""
+"""The key format and the periods it is cut by: the one place that knows what a
+key is called and which bit is which user.
+
+**Periods.** A :class:`Period` is an hour, a day, an ISO week, a month or a
+year, in UTC, or :data:`EVER` (bitmapist's "unique" key, every mark of an event
+whatever its time). Weeks are ISO weeks of ISO week-years: 2021-01-01 is in
+week 53 of 2020. ``Period.of(unit, when)`` finds the period that holds a time,
+``shift(n)`` the n-th period after (or before), ``end`` its exclusive end, and
+:func:`period_range` the periods from one time to another.
+
+**Layouts.** A :class:`KeyLayout` maps (event, period, user id) to (key, bit
+offset) (:func:`locate`), and (event, period) to the keys that hold it.
+:data:`BITMAPIST` is bitmapist's layout, the only one today: one key per
+event and period, the user id as the bit offset, names exactly as
+``bitmapist.mark_event`` writes them, with no zero padding::
+
+    trackist_<event>_<year>-<month>               month
+    trackist_<event>_W<iso year>-<iso week>       ISO week
+    trackist_<event>_<year>-<month>-<day>         day
+    trackist_<event>_<year>-<month>-<day>-<hour>  hour (BITMAPIST_TRACK_HOURLY)
+    trackist_<event>_u                            unique (BITMAPIST_TRACK_UNIQUE)
+
+bitmapist stores no year: a year is the union of its twelve months.
+
+**Names.** What an event may be called is part of the format too
+(:func:`validate_event_name`), and :func:`to_utc` is the clock every period
+is read from.
+"""
 
 from __future__ import annotations
 
 import functools
-from datetime import datetime, timezone
-from typing import Any
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from typing import Any, Literal, Protocol
 
-__all__ = ["MAX_EVENT_NAME_LENGTH", "to_utc", "validate_event_name"]
+__all__ = [
+    "BITMAPIST",
+    "EVER",
+    "KEY_PREFIX",
+    "MAX_EVENT_NAME_LENGTH",
+    "TEMPORARY_PREFIX",
+    "TIME_GROUPS",
+    "BitmapistLayout",
+    "KeyLayout",
+    "Period",
+    "Unit",
+    "locate",
+    "period_range",
+    "to_utc",
+    "unit_of_time_group",
+    "validate_event_name",
+]
+
+Unit = Literal["hour", "day", "week", "month", "year", "ever"]
+
+#: The periods a query reads, as the query functions' ``time_group`` names them.
+TIME_GROUPS = ("days", "weeks", "months", "years")
+_UNIT_OF_GROUP: dict[str, Unit] = {
+    "days": "day",
+    "weeks": "week",
+    "months": "month",
+    "years": "year",
+}
+
+KEY_PREFIX = "trackist_"
+#: bitmapist's temporary keys, and ours: never an event.
+TEMPORARY_PREFIX = "trackist_bitop_"
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_HOUR = timedelta(hours=1)
+_DAY = timedelta(days=1)
+
+
+def unit_of_time_group(time_group: str) -> Unit:
+    """The unit of a validated ``time_group``: ``"days"`` is ``"day"``."""
+    return _UNIT_OF_GROUP[time_group]
+
+
+@dataclass(frozen=True, order=True)
+class Period:
+    """A period of time in UTC: its unit and its start.
+
+    :ivar unit: ``hour``, ``day``, ``week`` (ISO, starting on Monday),
+        ``month``, ``year``, or ``ever`` (:data:`EVER`).
+    :ivar start: the first instant of the period, aware, in UTC.
+    """
+
+    unit: Unit
+    start: datetime
+
+    @classmethod
+    def of(cls, unit: Unit, when: datetime) -> Period:
+        """The period of ``unit`` that holds ``when`` (aware; see :func:`to_utc`)."""
+        when = when.astimezone(timezone.utc)
+        if unit == "hour":
+            return cls(unit, when.replace(minute=0, second=0, microsecond=0))
+        if unit == "day":
+            return cls(unit, _midnight(when.date()))
+        if unit == "week":
+            return cls(unit, _midnight(when.date() - timedelta(days=when.weekday())))
+        if unit == "month":
+            return cls(unit, datetime(when.year, when.month, 1, tzinfo=timezone.utc))
+        if unit == "year":
+            return cls(unit, datetime(when.year, 1, 1, tzinfo=timezone.utc))
+        if unit == "ever":
+            return EVER
+        raise ValueError(f"Unknown period unit {unit!r}.")
+
+    def shift(self, count: int) -> Period:
+        """The period ``count`` periods after this one (before it, if negative).
+
+        :raises ValueError: for :data:`EVER`, which has no neighbours.
+        """
+        start = self.start
+        if self.unit == "hour":
+            return Period("hour", start + count * _HOUR)
+        if self.unit == "day":
+            return Period("day", start + count * _DAY)
+        if self.unit == "week":
+            return Period("week", start + count * 7 * _DAY)
+        if self.unit == "month":
+            year, month = divmod(start.year * 12 + start.month - 1 + count, 12)
+            return Period("month", datetime(year, month + 1, 1, tzinfo=timezone.utc))
+        if self.unit == "year":
+            return Period(
+                "year", datetime(start.year + count, 1, 1, tzinfo=timezone.utc)
+            )
+        raise ValueError("The unique period (ever) has no periods before or after it.")
+
+    @property
+    def end(self) -> datetime | None:
+        """The first instant after the period; ``None`` for :data:`EVER`."""
+        if self.unit == "ever":
+            return None
+        return self.shift(1).start
+
+    def months(self) -> list[Period]:
+        """The months of a year, January first.
+
+        :raises ValueError: for a period that is not a year.
+        """
+        if self.unit != "year":
+            raise ValueError(f"Only a year has months, not a {self.unit}.")
+        first = Period("month", self.start)
+        return [first.shift(index) for index in range(12)]
+
+
+#: Every mark of an event, whatever its time: bitmapist's unique key.
+EVER = Period("ever", _EPOCH)
+
+
+def period_range(unit: Unit, first: datetime, last: datetime) -> list[Period]:
+    """The periods of ``unit`` from the one that holds ``first`` to the one
+    that holds ``last``, both included, oldest first (empty when ``last`` is
+    before ``first``'s period)."""
+    period, final = Period.of(unit, first), Period.of(unit, last)
+    periods = []
+    while period <= final:
+        periods.append(period)
+        period = period.shift(1)
+    return periods
+
+
+def _midnight(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+
+
+class KeyLayout(Protocol):
+    """Where the bits of an event live: the seam between the store and a key
+    format.
+
+    A user id is split into a shard and a bit offset (:meth:`split`); a key
+    holds one event's period for one shard (:meth:`key`). bitmapist's layout
+    has one shard, 0, and the id is the offset; a sharded layout cuts ids into
+    ranges. Reading a period means combining (OR) the keys :meth:`keys` gives.
+    """
+
+    def split(self, user_id: int) -> tuple[int, int]:
+        """``(shard, bit offset)`` of ``user_id``."""
+        ...
+
+    def key(self, event_name: str, period: Period, shard: int = 0) -> str:
+        """The key of ``event_name``'s ``period`` in ``shard``: a stored unit
+        (hour, day, week, month or ever)."""
+        ...
+
+    def keys(
+        self, event_name: str, period: Period, shards: Sequence[int] = (0,)
+    ) -> tuple[str, ...]:
+        """The keys whose union is ``event_name`` in ``period`` (any unit,
+        years included) in ``shards``."""
+        ...
+
+    def parse(self, key: str) -> tuple[str, Period] | None:
+        """``(event name, period)`` of an event key, or ``None`` for any other
+        key (a query's temporary key, another program's key)."""
+        ...
+
+    def scan_pattern(self, event_prefix: str = "") -> str:
+        """A SCAN ``MATCH`` pattern for the keys of events whose name starts
+        with ``event_prefix`` (it may match more; :meth:`parse` decides)."""
+        ...
+
+
+def locate(
+    layout: KeyLayout, event_name: str, period: Period, user_id: int
+) -> tuple[str, int]:
+    """The key and bit offset of ``user_id`` in ``event_name``'s ``period``."""
+    shard, offset = layout.split(user_id)
+    return layout.key(event_name, period, shard), offset
+
+
+_SUFFIX = re.compile(
+    r"(?:(?P<year>\d{4})-(?P<month>\d{1,2})"
+    r"(?:-(?P<day>\d{1,2})(?:-(?P<hour>\d{1,2}))?)?"
+    r"|W(?P<week_year>\d{4})-(?P<week>\d{1,2})|(?P<ever>u))"
+)
+
+
+class BitmapistLayout:
+    """bitmapist's key layout: one key per event and period, the user id as
+    the bit offset. Keys are exactly those ``bitmapist.mark_event`` writes."""
+
+    def split(self, user_id: int) -> tuple[int, int]:
+        """See :meth:`KeyLayout.split`: one shard, the id is the offset."""
+        return 0, user_id
+
+    def key(self, event_name: str, period: Period, shard: int = 0) -> str:
+        """See :meth:`KeyLayout.key`.
+
+        :raises ValueError: for a year, which bitmapist does not store.
+        """
+        return f"{KEY_PREFIX}{event_name}_{_suffix(period)}"
+
+    def keys(
+        self, event_name: str, period: Period, shards: Sequence[int] = (0,)
+    ) -> tuple[str, ...]:
+        """See :meth:`KeyLayout.keys`; a year is its twelve months."""
+        if period.unit == "year":
+            return tuple(self.key(event_name, month) for month in period.months())
+        return (self.key(event_name, period),)
+
+    def parse(self, key: str) -> tuple[str, Period] | None:
+        """See :meth:`KeyLayout.parse`."""
+        if not key.startswith(KEY_PREFIX) or key.startswith(TEMPORARY_PREFIX):
+            return None
+        name, separator, suffix = key[len(KEY_PREFIX) :].rpartition("_")
+        if not separator or not name:
+            return None
+        period = _parse_suffix(suffix)
+        return None if period is None else (name, period)
+
+    def scan_pattern(self, event_prefix: str = "") -> str:
+        """See :meth:`KeyLayout.scan_pattern`."""
+        return f"{KEY_PREFIX}{_escape_glob(event_prefix)}*"
+
+
+@functools.lru_cache(maxsize=4096)
+def _suffix(period: Period) -> str:
+    start = period.start
+    unit = period.unit
+    if unit == "month":
+        return f"{start.year}-{start.month}"
+    if unit == "week":
+        iso_year, iso_week, _ = start.isocalendar()
+        return f"W{iso_year}-{iso_week}"
+    if unit == "day":
+        return f"{start.year}-{start.month}-{start.day}"
+    if unit == "hour":
+        return f"{start.year}-{start.month}-{start.day}-{start.hour}"
+    if unit == "ever":
+        return "u"
+    raise ValueError("bitmapist stores no year: read its twelve months.")
+
+
+def _parse_suffix(suffix: str) -> Period | None:
+    match = _SUFFIX.fullmatch(suffix)
+    if match is None:
+        return None
+    try:
+        if match["ever"] is not None:
+            return EVER
+        if match["week"] is not None:
+            monday = date.fromisocalendar(
+                int(match["week_year"]), int(match["week"]), 1
+            )
+            return Period("week", _midnight(monday))
+        year, month = int(match["year"]), int(match["month"])
+        if match["day"] is None:
+            return Period("month", datetime(year, month, 1, tzinfo=timezone.utc))
+        day = _midnight(date(year, month, int(match["day"])))
+        if match["hour"] is None:
+            return Period("day", day)
+        hour = int(match["hour"])
+        if hour > 23:
+            return None
+        return Period("hour", day + hour * _HOUR)
+    except ValueError:
+        return None
+
+
+def _escape_glob(text: str) -> str:
+    return "".join(f"\\{char}" if char in "*?[]\\" else char for char in text)
+
+
+#: bitmapist's layout, the default of every app.
+BITMAPIST = BitmapistLayout()
+
 
 MAX_EVENT_NAME_LENGTH = 200
 _RESERVED_PREFIX = "bitop_"

@@ -32,10 +32,10 @@ from datetime import datetime, timezone
 from typing import NamedTuple, Protocol
 
 import redis
-from bitmapist import DayEvents, HourEvents, MonthEvents, UniqueEvents, WeekEvents
 
 from ..config import Settings
 from .episodes import Episode, Line
+from .layout import BITMAPIST, EVER, KeyLayout, Period
 
 logger = logging.getLogger("flask_bitmapist")
 
@@ -114,20 +114,27 @@ class Writer(Protocol):
     def stats(self) -> WriterStats: ...
 
 
-def mark_keys(mark: Mark) -> list[str]:
-    """The keys ``bitmapist.mark_event`` writes for ``mark``, from its own classes."""
-    classes: list[
-        type[MonthEvents]
-        | type[WeekEvents]
-        | type[DayEvents]
-        | type[HourEvents]
-        | type[UniqueEvents]
-    ] = [MonthEvents, WeekEvents, DayEvents]
+def mark_periods(mark: Mark) -> list[Period]:
+    """The periods ``bitmapist.mark_event`` writes for ``mark``: its month, ISO
+    week and day, then its hour and :data:`~flask_bitmapist.store.layout.EVER`
+    (the unique key) when the mark tracks them."""
+    when = mark.when
+    periods = [
+        Period.of("month", when),
+        Period.of("week", when),
+        Period.of("day", when),
+    ]
     if mark.track_hourly:
-        classes.append(HourEvents)
+        periods.append(Period.of("hour", when))
     if mark.track_unique:
-        classes.append(UniqueEvents)
-    return [cls.from_date(mark.event_name, mark.when).redis_key for cls in classes]
+        periods.append(EVER)
+    return periods
+
+
+def mark_keys(mark: Mark, layout: KeyLayout = BITMAPIST) -> list[str]:
+    """The keys that hold ``mark``'s bit, one per period of :func:`mark_periods`."""
+    shard, _ = layout.split(mark.user_id)
+    return [layout.key(mark.event_name, period, shard) for period in mark_periods(mark)]
 
 
 # One EVAL per batch: every SETBIT of the batch runs in Redis with a single
@@ -149,8 +156,11 @@ return #KEYS
 """
 
 
-def write_marks(client: redis.Redis, marks: Iterable[Mark]) -> None:
-    """Write ``marks`` to their bitmapist keys in one round trip.
+def write_marks(
+    client: redis.Redis, marks: Iterable[Mark], layout: KeyLayout = BITMAPIST
+) -> None:
+    """Write ``marks`` to their keys in ``layout`` (default bitmapist's) in one
+    round trip.
 
     Within a batch the last mark of a (key, user) pair wins, and repeats of the
     same bit are sent once.
@@ -161,9 +171,13 @@ def write_marks(client: redis.Redis, marks: Iterable[Mark]) -> None:
     :raises redis.RedisError: when Redis cannot be reached.
     """
     bits_by_key: dict[str, dict[int, int]] = {}
-    keys_cache: dict[tuple[str, int, int, int, bool, bool], list[str]] = {}
+    # Marks of one batch share a handful of (event, hour, shard) combinations,
+    # so each one's key names are built once.
+    keys_cache: dict[tuple[str, int, int, int, bool, bool, int], list[str]] = {}
+    split = layout.split
     for mark in marks:
         when = mark.when
+        shard, offset = split(mark.user_id)
         period = (
             mark.event_name,
             when.year,
@@ -171,15 +185,16 @@ def write_marks(client: redis.Redis, marks: Iterable[Mark]) -> None:
             when.hour if mark.track_hourly else -1,
             mark.track_hourly,
             mark.track_unique,
+            shard,
         )
         keys = keys_cache.get(period)
         if keys is None:
-            keys = keys_cache[period] = mark_keys(mark)
+            keys = keys_cache[period] = mark_keys(mark, layout)
         for key in keys:
             bits = bits_by_key.get(key)
             if bits is None:
                 bits = bits_by_key[key] = {}
-            bits[mark.user_id] = mark.value
+            bits[offset] = mark.value
     if not bits_by_key:
         return
     offsets: list[str] = []
