@@ -182,6 +182,5 @@ def test_get_event_data_and_chain_events_return_event_sets(
         assert isinstance(day, EventSet) and day.period == DAY
         assert isinstance(chained, EventSet) and list(chained) == [2, 3]
         assert repr(chained) == (
-            "<EventSet (a day 2026-03-14 00:00 & (b day 2026-03-14 00:00"
-            " | c day 2026-03-14 00:00))>"
+            "<EventSet (a 2026-03-14 & (b 2026-03-14 | c 2026-03-14))>"
         )

@@ -165,3 +165,18 @@ def test_to_utc() -> None:
     assert to_utc(datetime(2026, 1, 1, 1, tzinfo=plus_two)) == at(2025, 12, 31, 23)
     with pytest.raises(ValueError, match="now must be a datetime"):
         to_utc("2026-01-01")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("unit", "label"),
+    [
+        ("hour", "2021-01-01 05:00"),
+        ("day", "2021-01-01"),
+        ("week", "2020-W53"),
+        ("month", "2021-01"),
+        ("year", "2021"),
+    ],
+)
+def test_labels_for_people(unit: str, label: str) -> None:
+    assert Period.of(unit, at(2021, 1, 1, 5, 30)).label == label  # type: ignore[arg-type]
+    assert EVER.label == "ever"

@@ -16,7 +16,7 @@ from functools import cached_property
 from typing import Any
 
 from ..state import resolve_client
-from ..store.layout import to_utc
+from ..store.layout import Period, to_utc, unit_of_time_group
 from ..store.plan import QueryPlan
 from .events import (
     EventSet,
@@ -375,12 +375,8 @@ class CohortReport:
 
     def period_label(self, row: int) -> str:
         """Row ``row``'s period, for people: 2026-11-22, 2026-W47, 2026-11, 2026."""
-        date = self.dates[row]
-        if self.request.time_group == "weeks":
-            year, week, _ = date.isocalendar()
-            return f"{year}-W{week:02d}"
-        formats = {"days": "%Y-%m-%d", "months": "%Y-%m", "years": "%Y"}
-        return date.strftime(formats[self.request.time_group])
+        unit = unit_of_time_group(self.request.time_group)
+        return Period.of(unit, self.dates[row]).label
 
     def is_running(self, row: int, column: int) -> bool:
         """Whether cell ``[row][column]`` is of the period that holds ``now``

@@ -371,8 +371,7 @@ def _describe(node: _Node) -> str:
     if isinstance(node, _KeyLeaf):
         return node.key
     if isinstance(node, _PeriodLeaf):
-        period = node.period
-        return f"{node.event_name} {period.unit} {period.start:%Y-%m-%d %H:00}"
+        return f"{node.event_name} {node.period.label}"
     if node.operation == "NOT":
         return f"~({_describe(node.operands[0])})"
     inner = _SYMBOLS[node.operation].join(_describe(item) for item in node.operands)

@@ -136,6 +136,18 @@ class Period:
             return None
         return self.shift(1).start
 
+    @property
+    def label(self) -> str:
+        """The period for people: ``2026-11-22 13:00``, ``2026-11-22``,
+        ``2026-W47`` (ISO year and week), ``2026-11``, ``2026``, ``ever``."""
+        start = self.start
+        if self.unit == "week":
+            iso_year, iso_week, _ = start.isocalendar()
+            return f"{iso_year}-W{iso_week:02d}"
+        if self.unit == "ever":
+            return "ever"
+        return start.strftime(_LABEL_FORMATS[self.unit])
+
     def months(self) -> list[Period]:
         """The months of a year, January first.
 
@@ -146,6 +158,13 @@ class Period:
         first = Period("month", self.start)
         return [first.shift(index) for index in range(12)]
 
+
+_LABEL_FORMATS = {
+    "hour": "%Y-%m-%d %H:00",
+    "day": "%Y-%m-%d",
+    "month": "%Y-%m",
+    "year": "%Y",
+}
 
 #: Every mark of an event, whatever its time: bitmapist's unique key.
 EVER = Period("ever", _EPOCH)

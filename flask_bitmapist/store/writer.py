@@ -174,10 +174,16 @@ def write_marks(
     # Marks of one batch share a handful of (event, hour, shard) combinations,
     # so each one's key names are built once.
     keys_cache: dict[tuple[str, int, int, int, bool, bool, int], list[str]] = {}
-    split = layout.split
+    # bitmapist's layout has one shard and the id as the offset: no call per
+    # mark for it (5% of the writer's instructions per mark, callgrind).
+    split = None if layout is BITMAPIST else layout.split
     for mark in marks:
         when = mark.when
-        shard, offset = split(mark.user_id)
+        if split is None:
+            shard = 0
+            offset = mark.user_id
+        else:
+            shard, offset = split(mark.user_id)
         period = (
             mark.event_name,
             when.year,
