@@ -15,9 +15,10 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from typing import Any, cast
 
 import redis
+
+from .store.client import sentinel_masters
 
 
 def redis_server_binary() -> str:
@@ -203,12 +204,7 @@ class SentinelProcess:
         try:
             while True:
                 try:
-                    # Unannotated before redis-py 6, a dict | list union after.
-                    masters = cast(
-                        "dict[str, Any]",
-                        client.sentinel_masters(),  # type: ignore[no-untyped-call,unused-ignore]
-                    )
-                    state = masters.get(service)
+                    state = sentinel_masters(client).get(service)
                     if state and state["is_master"] and not state["is_sdown"]:
                         return
                 except redis.ConnectionError:

@@ -10,6 +10,8 @@ complex the combination.
 from __future__ import annotations
 
 import difflib
+import functools
+import operator
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -395,21 +397,19 @@ def chained_set(
     ``period``: each OR binds to its direct predecessor, then the groups are
     ANDed: ``A and B or C and D`` is ``A & (B | C) & D``."""
     groups: list[list[str]] = [[base_event_name]]
-    for event_name, operator in chained:
-        if operator == "or":
+    for event_name, op in chained:
+        if op == "or":
             groups[-1].append(event_name)
         else:
             groups.append([event_name])
-    result: EventSet | None = None
-    for group in groups:
-        union: EventSet | None = None
-        for name in group:
-            leaf = EventSet.of_period(name, period, client, layout=layout)
-            union = leaf if union is None else union | leaf
-        assert union is not None
-        result = union if result is None else result & union
-    assert result is not None
-    return result
+    unions = [
+        functools.reduce(
+            operator.or_,
+            (EventSet.of_period(name, period, client, layout=layout) for name in group),
+        )
+        for group in groups
+    ]
+    return functools.reduce(operator.and_, unions)
 
 
 def get_event_data(

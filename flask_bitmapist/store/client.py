@@ -100,6 +100,15 @@ def create_client(
     return client
 
 
+def sentinel_masters(sentinel: redis.Redis) -> dict[str, Any]:
+    """``SENTINEL MASTERS``: each monitored service's state, by name."""
+    # Unannotated before redis-py 6, a dict | list union after.
+    return cast(
+        "dict[str, Any]",
+        sentinel.sentinel_masters(),  # type: ignore[no-untyped-call,unused-ignore]
+    )
+
+
 def no_retry() -> Retry:
     """A ``retry`` for redis-py's clients that sends each command once.
 
@@ -225,11 +234,7 @@ def _check_service(
         address = "{host}:{port}".format_map(server.connection_pool.connection_kwargs)
         problem = None
         try:
-            # Unannotated before redis-py 6, a dict | list union after.
-            masters = cast(
-                "dict[str, Any]",
-                server.sentinel_masters(),  # type: ignore[no-untyped-call,unused-ignore]
-            )
+            masters = sentinel_masters(server)
         except redis.AuthenticationError as error:
             problem = (
                 f"the sentinel at {address} refused the credentials ({error}); "

@@ -35,7 +35,7 @@ import redis
 
 from ..config import Settings
 from .episodes import Episode, Line
-from .layout import BITMAPIST, EVER, KeyLayout, Period
+from .layout import BITMAPIST, EVER, BitmapistLayout, KeyLayout, Period
 
 logger = logging.getLogger("flask_bitmapist")
 
@@ -176,7 +176,7 @@ def write_marks(
     keys_cache: dict[tuple[str, int, int, int, bool, bool, int], list[str]] = {}
     # bitmapist's layout has one shard and the id as the offset: no call per
     # mark for it (5% of the writer's instructions per mark, callgrind).
-    split = None if layout is BITMAPIST else layout.split
+    split = None if isinstance(layout, BitmapistLayout) else layout.split
     for mark in marks:
         when = mark.when
         if split is None:
