@@ -125,7 +125,7 @@ def import_command(
             max_user_id=state.settings.max_user_id,
         )
         try:
-            result = import_marks(state.client, marks, strict=strict)
+            result = import_marks(state.store, marks, strict=strict)
         except MalformedLine as error:
             raise click.ClickException(
                 f"{error}; nothing was imported (--strict)."
@@ -365,7 +365,7 @@ def seed_command(users: int, days: int, seed_number: int, yes: bool) -> None:
         raise click.ClickException("Nothing was seeded.")
     with click.progressbar(length=users, label="Seeding", file=sys.stderr) as bar:
         written = seed_events(
-            state.client, users, days, seed_number, progress=bar.update
+            state.store, users, days, seed_number, progress=bar.update
         )
     click.echo(f"Seeded {written} events of {users} users over {days} days.")
 
@@ -389,8 +389,9 @@ def purge_command(before_text: str, dry_run: bool) -> None:
     before = datetime.combine(
         _parse_date(before_text), datetime.min.time(), timezone.utc
     )
-    client = _state().client
-    keys = sorted(expired_keys(client, before))
+    store = _state().store
+    client = store.client
+    keys = sorted(expired_keys(store, before))
     sizes = memory_by_key(client, keys) if dry_run else {}
     if dry_run:
         for key in keys:
@@ -407,7 +408,7 @@ def purge_command(before_text: str, dry_run: bool) -> None:
 def stats_command(as_json: bool) -> None:
     """Memory and keys per event, and the writer's counters."""
     state = _state()
-    usage = memory_by_event(state.client)
+    usage = memory_by_event(state.store)
     writer = state.writer.stats()
     if as_json:
         click.echo(

@@ -15,9 +15,18 @@ import redis
 
 WriteMode = Literal["sync", "background"]
 WRITE_MODES: tuple[WriteMode, ...] = ("sync", "background")
+KeyLayoutName = Literal["bitmapist", "sharded"]
+#: ``BITMAPIST_KEY_LAYOUT``'s values: bitmapist's keys, or user ids cut into
+#: shards (see :mod:`flask_bitmapist.store.layout`).
+KEY_LAYOUTS: tuple[KeyLayoutName, ...] = ("bitmapist", "sharded")
+#: ``BITMAPIST_SHARD_BITS``: shards of 2**20 ids (128 KiB per full key) by
+#: default, from 2**3 (a byte) to 2**32 (every id in one shard).
+DEFAULT_SHARD_BITS = 20
+MIN_SHARD_BITS = 3
+MAX_SHARD_BITS = 32
 #: A Redis Sentinel installation: ``redis+sentinel://HOST:PORT,.../SERVICE``.
 SENTINEL_SCHEME = "redis+sentinel"
-#: A Redis Cluster: ``redis+cluster://HOST:PORT,...`` (parsed, not served yet).
+#: A Redis Cluster: ``redis+cluster://HOST:PORT,...``.
 CLUSTER_SCHEME = "redis+cluster"
 #: The schemes ``BITMAPIST_REDIS_URL`` accepts: those of Flask-Limiter's
 #: storage layer (the ``limits`` package) that reach a Redis.
@@ -68,6 +77,8 @@ class Settings:
     socket_timeout: float = 0.25
     temp_key_ttl: int = 300
     max_user_id: int = DEFAULT_MAX_USER_ID
+    key_layout: KeyLayoutName = "bitmapist"
+    shard_bits: int = DEFAULT_SHARD_BITS
     track_login: bool = True
     rules: tuple[str, ...] = ()
     id_sources: Mapping[str, Callable[[], Any]] = field(
@@ -113,6 +124,19 @@ class Settings:
                 "drops marks while Redis is healthy."
             )
         redis_url = _redis_url("redis_url", read("redis_url", defaults.redis_url))
+        cluster = redis_url.startswith(f"{CLUSTER_SCHEME}://")
+        key_layout = read("key_layout", "sharded" if cluster else "bitmapist")
+        if key_layout not in KEY_LAYOUTS:
+            raise ConfigError(
+                f"BITMAPIST_KEY_LAYOUT must be one of {', '.join(KEY_LAYOUTS)}, "
+                f"got {key_layout!r}."
+            )
+        if cluster and key_layout != "sharded":
+            raise ConfigError(
+                "BITMAPIST_KEY_LAYOUT must be 'sharded' with a Redis Cluster "
+                f"({CLUSTER_SCHEME}://): bitmapist's layout puts a query's keys "
+                "in many slots, which a cluster cannot combine."
+            )
         return cls(
             redis_url=redis_url,
             redis_options=_redis_options(
@@ -144,6 +168,10 @@ class Settings:
             ),
             max_user_id=_max_user_id(
                 "max_user_id", read("max_user_id", defaults.max_user_id)
+            ),
+            key_layout=key_layout,
+            shard_bits=_shard_bits(
+                "shard_bits", read("shard_bits", DEFAULT_SHARD_BITS)
             ),
             track_login=_bool("track_login", read("track_login", True)),
             rules=_paths("rules", read("rules", None)),
@@ -505,6 +533,26 @@ def _max_user_id(name: str, value: Any) -> int:
             f"got {value!r}."
         )
     return value
+
+
+def shard_bits_problem(value: Any) -> str | None:
+    """What is wrong with ``value`` as a shard size in bits, or ``None``."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or not MIN_SHARD_BITS <= value <= MAX_SHARD_BITS
+    ):
+        return (
+            f"must be an int from {MIN_SHARD_BITS} to {MAX_SHARD_BITS}, got {value!r}."
+        )
+    return None
+
+
+def _shard_bits(name: str, value: Any) -> int:
+    problem = shard_bits_problem(value)
+    if problem is not None:
+        raise ConfigError(f"{_key(name)} {problem}")
+    return int(value)
 
 
 def _paths(name: str, value: Any) -> tuple[str, ...]:

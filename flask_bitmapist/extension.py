@@ -15,7 +15,9 @@ from .cli import bitmapist_cli
 from .config import Settings
 from .dashboard import blueprint as dashboard_blueprint
 from .state import EXTENSION_NAME, AppState
+from .store.backend import Client, Store
 from .store.client import create_client
+from .store.layout import layout_of
 from .store.systems import register_system
 from .store.writer import WriterStats, create_writer
 from .track.idsources import IdSource
@@ -82,12 +84,16 @@ class FlaskBitmapist:
             socket_timeout=settings.socket_timeout,
             options=settings.redis_options,
         )
-        register_system(settings.redis_system, client)
+        store = Store(client, layout_of(settings))
+        if isinstance(client, redis.Redis):
+            # bitmapist's systems are clients of one node; on a cluster,
+            # system names other than the app's own do not reach its store.
+            register_system(settings.redis_system, client)
         id_sources = MappingProxyType({**self._id_sources, **settings.id_sources})
         state = AppState(
             settings=settings,
-            client=client,
-            writer=create_writer(client, settings),
+            store=store,
+            writer=create_writer(store, settings),
             ruleset=RuleSet(load_rules(settings.rules, app.root_path, id_sources)),
             id_sources=id_sources,
         )
@@ -146,8 +152,8 @@ class FlaskBitmapist:
         return self.state().settings
 
     @property
-    def redis(self) -> redis.Redis:
-        """The current app's Redis client."""
+    def redis(self) -> Client:
+        """The current app's Redis client (of one node, or of a cluster)."""
         return self.state().client
 
     def stats(self) -> WriterStats:

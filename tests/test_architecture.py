@@ -56,11 +56,11 @@ def test_a_wing_imports_only_what_lies_below_it(wing: str) -> None:
     assert {name: wings for name, wings in wrong.items() if wings} == {}
 
 
-def test_state_needs_only_config_and_the_system_names_at_run_time() -> None:
+def test_state_needs_only_config_and_the_store_s_foundations_at_run_time() -> None:
     tree = ast.parse((PACKAGE / "state.py").read_text())
     runtime = {
         node.module
         for node in tree.body
         if isinstance(node, ast.ImportFrom) and node.level
     }
-    assert runtime == {"config", "store.systems"}
+    assert runtime == {"config", "store.backend", "store.layout", "store.systems"}

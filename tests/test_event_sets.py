@@ -157,7 +157,7 @@ def test_combining_refuses_other_clients_and_other_types(
     a = EventSet.of_period("a", DAY, client)
     other = redis.Redis.from_url(redis_url)
     with pytest.raises(
-        ValueError, match="Sets of two Redis clients cannot be combined"
+        ValueError, match="Sets of two Redis clients or key layouts cannot be combined"
     ):
         a & EventSet.of_period("a", DAY, other)
     with pytest.raises(

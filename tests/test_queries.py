@@ -36,7 +36,18 @@ def mark_all(event: str, when: datetime, users: list[int]) -> None:
 
 
 @pytest.fixture
-def days_data(app: Flask) -> Flask:
+def days_data(store_app: Flask) -> Flask:
+    """Marks of a few days, on each of the stores of conftest.STORES."""
+    return mark_days(store_app)
+
+
+@pytest.fixture
+def bitmapist_days_data(app: Flask) -> Flask:
+    """The same marks, in bitmapist's layout on one node."""
+    return mark_days(app)
+
+
+def mark_days(app: Flask) -> Flask:
     with app.app_context():
         mark_all("signup", day(12), [1, 2, 3, 4])
         mark_all("signup", day(13), [5, 6])
@@ -50,13 +61,14 @@ def days_data(app: Flask) -> Flask:
     return app
 
 
-def no_temporary_keys(client: redis.Redis) -> bool:
-    return client.keys("trackist_bitop_*") == []
+def no_temporary_keys(app: Flask) -> bool:
+    """Whether the app's store holds no query's temporary key (on a cluster,
+    on no primary)."""
+    client = app.extensions["bitmapist"].state(app).client
+    return client.keys("trackist*bitop_*") == []
 
 
-def test_cohort_by_days_without_replacement(
-    days_data: Flask, client: redis.Redis
-) -> None:
+def test_cohort_by_days_without_replacement(days_data: Flask) -> None:
     with days_data.app_context():
         cohort, dates, totals = get_cohort(
             "signup", "active", num_rows=4, num_cols=3, now=NOW
@@ -64,7 +76,7 @@ def test_cohort_by_days_without_replacement(
     assert cohort == [[None, None, None], [2, 1, 0], [1, 0, None], [1, None, None]]
     assert totals == [0, 4, 2, 1]
     assert dates == [datetime(2026, 3, n, tzinfo=UTC) for n in (11, 12, 13, 14)]
-    assert no_temporary_keys(client)
+    assert no_temporary_keys(days_data)
 
 
 def test_cohort_by_days_with_replacement(days_data: Flask) -> None:
@@ -99,7 +111,8 @@ def test_cohort_with_an_or_chain(days_data: Flask) -> None:
     assert events == [{"name": "invited", "op": "or"}]
 
 
-def test_cohort_by_weeks_across_the_new_year(app: Flask, client: redis.Redis) -> None:
+def test_cohort_by_weeks_across_the_new_year(store_app: Flask) -> None:
+    app = store_app
     now = datetime(2026, 1, 2, tzinfo=UTC)  # ISO 2026-W01 starts on Monday 2025-12-29
     with app.app_context():
         mark_all("signup", datetime(2025, 12, 15, tzinfo=UTC), [1, 2])  # W51
@@ -117,10 +130,11 @@ def test_cohort_by_weeks_across_the_new_year(app: Flask, client: redis.Redis) ->
         datetime(2025, 12, 22, tzinfo=UTC),
         datetime(2025, 12, 29, tzinfo=UTC),
     ]
-    assert no_temporary_keys(client)
+    assert no_temporary_keys(app)
 
 
-def test_cohort_by_months(app: Flask) -> None:
+def test_cohort_by_months(store_app: Flask) -> None:
+    app = store_app
     now = datetime(2026, 1, 31, tzinfo=UTC)
     with app.app_context():
         mark_all("signup", datetime(2025, 11, 30, tzinfo=UTC), [1, 2, 3])
@@ -143,7 +157,8 @@ def test_cohort_by_months(app: Flask) -> None:
     ]
 
 
-def test_cohort_by_years_unions_the_months(app: Flask, client: redis.Redis) -> None:
+def test_cohort_by_years_unions_the_months(store_app: Flask) -> None:
+    app = store_app
     now = datetime(2026, 6, 1, tzinfo=UTC)
     with app.app_context():
         mark_all("signup", datetime(2025, 2, 1, tzinfo=UTC), [1, 2])
@@ -157,21 +172,29 @@ def test_cohort_by_years_unions_the_months(app: Flask, client: redis.Redis) -> N
     assert totals == [3, 1]
     assert cohort == [[1, 1], [1, None]]
     assert dates == [datetime(2025, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC)]
-    assert no_temporary_keys(client)
+    assert no_temporary_keys(app)
 
 
-def test_get_event_data_for_each_time_group(
-    days_data: Flask, client: redis.Redis
-) -> None:
+def test_get_event_data_for_each_time_group(days_data: Flask) -> None:
     with days_data.app_context():
         daily = get_event_data("signup", "days", now=day(12))
         weekly = get_event_data("signup", "week", now=day(12))
         monthly = get_event_data("signup", "months", now=day(12))
         yearly = get_event_data("signup", "years", now=day(12))
-    assert isinstance(daily, EventSet) and len(daily) == 4
-    assert isinstance(weekly, EventSet) and len(weekly) == 7
-    assert isinstance(monthly, EventSet) and list(monthly) == [1, 2, 3, 4, 5, 6, 7]
-    assert isinstance(yearly, EventSet) and len(yearly) == 7
+        assert isinstance(daily, EventSet) and len(daily) == 4
+        assert isinstance(weekly, EventSet) and len(weekly) == 7
+        assert isinstance(monthly, EventSet) and list(monthly) == [1, 2, 3, 4, 5, 6, 7]
+        assert isinstance(yearly, EventSet) and len(yearly) == 7
+        assert [5 in weekly, 8 in weekly, 7 in daily, 7 in yearly] == [
+            True,
+            False,
+            False,
+            True,
+        ]
+        assert [bool(daily), bool(get_event_data("never", now=day(12)))] == [
+            True,
+            False,
+        ]
     assert [result.period for result in (daily, weekly, monthly, yearly)] == [
         Period("day", datetime(2026, 3, 12, tzinfo=UTC)),
         Period("week", datetime(2026, 3, 9, tzinfo=UTC)),
@@ -181,14 +204,42 @@ def test_get_event_data_for_each_time_group(
     assert {result.event_name for result in (daily, weekly, monthly, yearly)} == {
         "signup"
     }
+    assert no_temporary_keys(days_data)
+
+
+def test_event_sets_name_their_keys_in_bitmapists_layout(
+    app: Flask, client: redis.Redis
+) -> None:
+    with app.app_context():
+        mark_all("signup", day(12), [1, 2])
+        daily = get_event_data("signup", "days", now=day(12))
+        weekly = get_event_data("signup", "week", now=day(12))
+        monthly = get_event_data("signup", "months", now=day(12))
+        yearly = get_event_data("signup", "years", now=day(12))
     # One stored period reads the event's own key; a year is its months' union,
     # stored in a temporary key on demand.
     assert daily.redis_key == "trackist_signup_2026-3-12"
     assert weekly.redis_key == "trackist_signup_W2026-11"
     assert monthly.redis_key == "trackist_signup_2026-3"
     assert 0 < client.ttl(yearly.redis_key) <= 300
+    assert client.bitcount(yearly.redis_key) == 2
     yearly.delete()
-    assert no_temporary_keys(client)
+    assert no_temporary_keys(app)
+
+
+def test_a_sharded_set_has_no_single_key(store_app: Flask) -> None:
+    state = store_app.extensions["bitmapist"].state(store_app)
+    with store_app.app_context():
+        daily = get_event_data("signup", "days", now=day(12))
+        if state.settings.key_layout == "bitmapist":
+            assert daily.redis_key == "trackist_signup_2026-3-12"
+            return
+        with pytest.raises(ValueError) as error:
+            daily.redis_key  # noqa: B018
+    assert str(error.value) == (
+        "EventSet redis_key needs bitmapist's key layout; this set is in "
+        "ShardedLayout(shard_bits=3), with a key per shard."
+    )
 
 
 def test_get_event_data_defaults_to_now(app: Flask) -> None:
@@ -217,7 +268,8 @@ SETS = {
 
 
 @pytest.fixture
-def chain_data(app: Flask) -> Flask:
+def chain_data(store_app: Flask) -> Flask:
+    app = store_app
     with app.app_context():
         for event, users in SETS.items():
             mark_all(event, day(14), users)
@@ -237,7 +289,6 @@ def chain_data(app: Flask) -> Flask:
 )
 def test_or_binds_to_its_direct_predecessor(
     chain_data: Flask,
-    client: redis.Redis,
     chain: list[tuple[str, str]],
     expected: set[int],
 ) -> None:
@@ -247,14 +298,25 @@ def test_or_binds_to_its_direct_predecessor(
         result = chain_events("A", events, day(14), "days")
         assert set(result) == expected
         assert len(result) == len(expected)
-        if chain:
-            assert 0 < client.ttl(result.redis_key) <= 300
-        else:
-            assert result.redis_key == "trackist_A_2026-3-14"
-        result.delete()
-        assert client.exists("trackist_A_2026-3-14") == 1
     assert events == original
-    assert no_temporary_keys(client)
+    assert no_temporary_keys(chain_data)
+
+
+def test_a_chain_is_stored_for_bitmapist_on_demand(
+    app: Flask, client: redis.Redis
+) -> None:
+    with app.app_context():
+        for event, users in SETS.items():
+            mark_all(event, day(14), users)
+        chained = chain_events("A", [{"name": "B", "op": "and"}], day(14), "days")
+        alone = chain_events("A", [], day(14), "days")
+        assert alone.redis_key == "trackist_A_2026-3-14"
+        assert 0 < client.ttl(chained.redis_key) <= 300
+        assert client.bitcount(chained.redis_key) == 3
+        chained.delete()
+        alone.delete()
+        assert client.exists("trackist_A_2026-3-14") == 1
+    assert no_temporary_keys(app)
 
 
 def original_chain(
@@ -297,7 +359,8 @@ def test_chains_match_the_original_algorithm(
         result.delete()
 
 
-def test_chain_over_a_year(app: Flask) -> None:
+def test_chain_over_a_year(store_app: Flask) -> None:
+    app = store_app
     with app.app_context():
         mark_all("A", datetime(2025, 1, 5, tzinfo=UTC), [1, 2])
         mark_all("A", datetime(2025, 12, 5, tzinfo=UTC), [3])
@@ -310,7 +373,10 @@ def test_chain_over_a_year(app: Flask) -> None:
         ) == {2, 3}
 
 
-def test_queries_cost_one_round_trip(days_data: Flask, round_trips: Any) -> None:
+def test_queries_cost_one_round_trip(
+    bitmapist_days_data: Flask, round_trips: Any
+) -> None:
+    days_data = bitmapist_days_data
     with days_data.app_context():
         days_data.extensions["bitmapist"].redis.ping()
         for rows, cols, group in [(3, 3, "days"), (30, 30, "days"), (12, 12, "years")]:
@@ -367,8 +433,9 @@ def test_concurrent_cohorts_from_four_threads(days_data: Flask) -> None:
 
 
 def test_a_failing_query_leaves_no_temporary_key(
-    days_data: Flask, client: redis.Redis
+    bitmapist_days_data: Flask, client: redis.Redis
 ) -> None:
+    days_data = bitmapist_days_data
     client.hset("trackist_paid_2026-3-12", "not", "a bitmap")
     with days_data.app_context(), pytest.raises(redis.ResponseError, match="WRONGTYPE"):
         get_cohort(
@@ -379,7 +446,7 @@ def test_a_failing_query_leaves_no_temporary_key(
             num_cols=3,
             now=NOW,
         )
-    assert no_temporary_keys(client)
+    assert no_temporary_keys(days_data)
 
 
 @pytest.mark.parametrize(

@@ -162,18 +162,6 @@ def test_parse_host_list_url_refuses_other_schemes() -> None:
     )
 
 
-def test_a_cluster_url_is_refused_at_init_app_until_clusters_are_supported(
-    tmp_path: Path,
-) -> None:
-    with pytest.raises(ConfigError) as error:
-        init(tmp_path, "redis+cluster://:hunter2@127.0.0.1:7000,127.0.0.1:7001")
-    assert str(error.value) == (
-        "BITMAPIST_REDIS_URL 'redis+cluster://***@127.0.0.1:7000,127.0.0.1:7001' "
-        "names a Redis Cluster, which this version of flask-bitmapist does not "
-        "support yet."
-    )
-
-
 @pytest.mark.parametrize(
     ("url", "masked"),
     [

@@ -15,9 +15,10 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any
 
-from ..state import resolve_client
+from ..state import resolve_store
+from ..store.backend import Store
 from ..store.layout import Period, to_utc, unit_of_time_group
-from ..store.plan import QueryPlan
+from ..store.program import Program
 from .events import (
     EventSet,
     FieldError,
@@ -30,34 +31,6 @@ from .events import (
     validate_time_group,
 )
 
-# One row of a cohort, in Redis: KEYS are the row's primary key, two scratch
-# keys, then the chained key of each column that is not in the future. It
-# returns the primary total, then each column's count. A script, so that the
-# client packs one command per row instead of two or three per cell; its
-# scratch keys live and die inside one atomic run, and a row holds Redis only
-# for its own columns.
-_COHORT_ROW_SCRIPT = """
-local total = redis.call("BITCOUNT", KEYS[1])
-local row = {total}
-if total == 0 then return row end
-local source, cell, replace = KEYS[1], KEYS[3], ARGV[1] == "1"
-if not replace then
-    redis.call("BITOP", "OR", KEYS[2], KEYS[1])
-    source = KEYS[2]
-end
-for index = 4, #KEYS do
-    redis.call("BITOP", "AND", cell, source, KEYS[index])
-    local count = redis.call("BITCOUNT", cell)
-    row[#row + 1] = count
-    if count > 0 and not replace then
-        redis.call("BITOP", "XOR", source, source, cell)
-    end
-end
-redis.call("DEL", KEYS[2], KEYS[3])
-return row
-"""
-
-
 Cohort = list[list[int | None]]
 
 
@@ -68,7 +41,7 @@ def get_cohort(
     time_group: str = "days",
     num_rows: int = 10,
     num_cols: int = 10,
-    system: str | None = None,
+    system: str | Store | None = None,
     with_replacement: bool = False,
     now: datetime | None = None,
 ) -> tuple[Cohort, list[datetime], list[int]]:
@@ -82,8 +55,9 @@ def get_cohort(
     whose period lies in the future. Without replacement a user is counted
     only in the first column in which they come back.
 
-    The whole table costs one round trip: a pipeline that builds each
-    period's chained key, then runs a short script per row.
+    The whole table costs one round trip per node (plus one to learn the
+    shards of a sharded layout): a script per row and shard, which builds
+    the row's keys and counts its cells.
 
     :param primary_event_name: the event that defines each row's users.
     :param secondary_event_name: the event counted in the cells.
@@ -106,48 +80,47 @@ def get_cohort(
     rows = validate_period_count("num_rows", num_rows)
     cols = validate_period_count("num_cols", num_cols)
     when = to_utc(now)
-    client = resolve_client(system)
+    store = resolve_store(system)
 
-    plan = QueryPlan(client, current_temp_key_ttl())
     row_offsets = range(1 - rows, 1)
     periods = {offset: period_of(group, when, offset) for offset in row_offsets}
-    primary_keys = [
-        EventSet.of_period(primary_event_name, periods[offset], client).queue(plan)
-        for offset in row_offsets
-    ]
-    # Every cell whose period is not in the future falls on some row's period.
-    chain_keys = {
-        offset: chained_set(client, secondary_event_name, chained, period).queue(plan)
-        for offset, period in periods.items()
-    }
-    row_indexes = []
-    for primary_key, row_offset in zip(primary_keys, row_offsets, strict=True):
+    # One program per row, run on every shard: each builds its own primary
+    # and chained keys (a scratch key per chained cell, none without
+    # additional events), so that a row holds a node only for its own
+    # columns, and is sent again on its own after a failover.
+    programs = []
+    for row_offset in row_offsets:
+        program = Program()
+        primary = EventSet.of_period(
+            primary_event_name, periods[row_offset], store
+        ).emit(program)
         cells = [
-            chain_keys[offset]
+            chained_set(store, secondary_event_name, chained, periods[offset]).emit(
+                program
+            )
             for offset in range(row_offset, min(row_offset + cols, 1))
         ]
-        scratch = [plan.new_key(), plan.new_key()]
-        plan.pipeline.eval(
-            _COHORT_ROW_SCRIPT,
-            3 + len(cells),
-            primary_key,
-            *scratch,
-            *cells,
-            "1" if with_replacement else "0",
-        )
-        row_indexes.append(len(plan.pipeline) - 1)
-    results = plan.execute()
+        program.cohort_row(primary, cells, with_replacement)
+        programs.append(program)
+    shards = store.shards()
+    results = store.run(
+        [(program, shard) for program in programs for shard in shards],
+        current_temp_key_ttl(),
+    )
 
     totals: list[int] = []
     cohort: Cohort = []
-    for index in row_indexes:
-        total, *counts = (int(value) for value in results[index])
+    for row in range(rows):
+        sums = [0] * (1 + min(cols, rows - row))
+        for result in results[row * len(shards) : (row + 1) * len(shards)]:
+            for index, value in enumerate(result[0]):
+                sums[index] += int(value)
+        total, *counts = sums
         totals.append(total)
         if total == 0:
             cohort.append([None] * cols)
             continue
-        row: list[int | None] = list(counts)
-        cohort.append(row + [None] * (cols - len(row)))
+        cohort.append(counts + [None] * (cols - len(counts)))
     dates = [periods[offset].start for offset in row_offsets]
     return cohort, dates, totals
 
@@ -302,7 +275,7 @@ class CohortRequest:
         return pairs
 
     def run(
-        self, now: datetime | None = None, system: str | None = None
+        self, now: datetime | None = None, system: str | Store | None = None
     ) -> CohortReport:
         """Compute the cohort with :func:`~flask_bitmapist.report.events.get_cohort`."""
         cohort, dates, totals = get_cohort(

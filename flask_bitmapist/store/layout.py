@@ -10,8 +10,8 @@ week 53 of 2020. ``Period.of(unit, when)`` finds the period that holds a time,
 
 **Layouts.** A :class:`KeyLayout` maps (event, period, user id) to (key, bit
 offset) (:func:`locate`), and (event, period) to the keys that hold it.
-:data:`BITMAPIST` is bitmapist's layout, the only one today: one key per
-event and period, the user id as the bit offset, names exactly as
+:data:`BITMAPIST` is bitmapist's layout, every app's default on one node: one
+key per event and period, the user id as the bit offset, names exactly as
 ``bitmapist.mark_event`` writes them, with no zero padding::
 
     trackist_<event>_<year>-<month>               month
@@ -21,6 +21,22 @@ event and period, the user id as the bit offset, names exactly as
     trackist_<event>_u                            unique (BITMAPIST_TRACK_UNIQUE)
 
 bitmapist stores no year: a year is the union of its twelve months.
+
+:class:`ShardedLayout` (``BITMAPIST_KEY_LAYOUT = "sharded"``, and always on
+a Redis Cluster) cuts user ids into ranges of ``2**shard_bits`` (default 20:
+1,048,576 ids, 128 KiB per full key), as Pilosa shards its bitmaps. The shard
+of id ``u`` is ``u >> shard_bits``, its bit is ``u - (shard << shard_bits)``
+in the shard's key, and every key of a shard carries the shard as its hash
+tag, so that a shard's keys, whatever their event or period, share one
+cluster slot, and a BITOP or script of one shard runs on one node::
+
+    trackist{<shard>}_<event>_<period suffix as above>
+    trackist{<shard>}_bitop_<query>_<n>     a query's temporary key
+    trackist:shards                         the registry: bit s set for shard s
+
+bitmapist's ``trackist_*`` names never start that way, so both layouts can
+share one Redis (as ``flask bitmapist migrate`` may leave them, on the way
+from one to the other), and bitmapist's tools do not read the sharded one.
 
 **Names.** What an event may be called is part of the format too
 (:func:`validate_event_name`), and :func:`to_utc` is the clock every period
@@ -36,6 +52,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, Literal, Protocol
 
+from ..config import DEFAULT_SHARD_BITS, Settings, shard_bits_problem
+
 __all__ = [
     "BITMAPIST",
     "EVER",
@@ -46,9 +64,12 @@ __all__ = [
     "BitmapistLayout",
     "KeyLayout",
     "Period",
+    "ShardedLayout",
     "Unit",
+    "layout_of",
     "locate",
     "period_range",
+    "stored_periods",
     "to_utc",
     "unit_of_time_group",
     "validate_event_name",
@@ -68,6 +89,8 @@ _UNIT_OF_GROUP: dict[str, Unit] = {
 KEY_PREFIX = "trackist_"
 #: bitmapist's temporary keys, and ours: never an event.
 TEMPORARY_PREFIX = "trackist_bitop_"
+#: What no event name starts with: the temporary keys' mark, in both layouts.
+_RESERVED_PREFIX = "bitop_"
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _HOUR = timedelta(hours=1)
 _DAY = timedelta(days=1)
@@ -182,6 +205,12 @@ def period_range(unit: Unit, first: datetime, last: datetime) -> list[Period]:
     return periods
 
 
+def stored_periods(period: Period) -> tuple[Period, ...]:
+    """The periods whose keys hold ``period``: a year's twelve months (no
+    layout stores a year), else the period itself."""
+    return tuple(period.months()) if period.unit == "year" else (period,)
+
+
 def _midnight(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
 
@@ -196,8 +225,24 @@ class KeyLayout(Protocol):
     ranges. Reading a period means combining (OR) the keys :meth:`keys` gives.
     """
 
+    @property
+    def registry_key(self) -> str | None:
+        """The key whose bit ``s`` says that shard ``s`` holds data (see
+        :mod:`flask_bitmapist.store.backend`), or ``None`` for a layout of
+        one shard, 0."""
+        ...
+
     def split(self, user_id: int) -> tuple[int, int]:
         """``(shard, bit offset)`` of ``user_id``."""
+        ...
+
+    def first_id(self, shard: int) -> int:
+        """The user id of bit 0 in ``shard``'s keys."""
+        ...
+
+    def temporary_key(self, name: str, shard: int = 0) -> str:
+        """A query's temporary key called ``name`` in ``shard`` (in the
+        shard's cluster slot)."""
         ...
 
     def key(self, event_name: str, period: Period, shard: int = 0) -> str:
@@ -242,9 +287,19 @@ class BitmapistLayout:
     """bitmapist's key layout: one key per event and period, the user id as
     the bit offset. Keys are exactly those ``bitmapist.mark_event`` writes."""
 
+    registry_key = None
+
     def split(self, user_id: int) -> tuple[int, int]:
         """See :meth:`KeyLayout.split`: one shard, the id is the offset."""
         return 0, user_id
+
+    def first_id(self, shard: int) -> int:
+        """See :meth:`KeyLayout.first_id`: 0, the one shard's first id."""
+        return 0
+
+    def temporary_key(self, name: str, shard: int = 0) -> str:
+        """See :meth:`KeyLayout.temporary_key`."""
+        return f"{TEMPORARY_PREFIX}{name}"
 
     def key(self, event_name: str, period: Period, shard: int = 0) -> str:
         """See :meth:`KeyLayout.key`.
@@ -274,6 +329,83 @@ class BitmapistLayout:
     def scan_pattern(self, event_prefix: str = "") -> str:
         """See :meth:`KeyLayout.scan_pattern`."""
         return f"{KEY_PREFIX}{_escape_glob(event_prefix)}*"
+
+
+_SHARDED_PREFIX = "trackist{"
+_SHARDED_KEY = re.compile(r"trackist\{(?P<shard>0|[1-9]\d*)\}_(?P<rest>.+)")
+
+
+class ShardedLayout:
+    """User ids cut into shards of ``2**shard_bits``, each shard's keys in
+    one cluster slot (its hash tag). See the module's documentation for the
+    key format.
+
+    :param shard_bits: the bits of a shard's offsets, from 3 to 32.
+    :raises ValueError: for any other value.
+    """
+
+    registry_key = "trackist:shards"
+
+    def __init__(self, shard_bits: int = DEFAULT_SHARD_BITS) -> None:
+        problem = shard_bits_problem(shard_bits)
+        if problem is not None:
+            raise ValueError(f"shard_bits {problem}")
+        self.shard_bits = shard_bits
+        self._mask = (1 << shard_bits) - 1
+
+    def __repr__(self) -> str:
+        return f"ShardedLayout(shard_bits={self.shard_bits})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ShardedLayout) and other.shard_bits == self.shard_bits
+
+    def __hash__(self) -> int:
+        return hash((ShardedLayout, self.shard_bits))
+
+    def split(self, user_id: int) -> tuple[int, int]:
+        """See :meth:`KeyLayout.split`."""
+        return user_id >> self.shard_bits, user_id & self._mask
+
+    def first_id(self, shard: int) -> int:
+        """See :meth:`KeyLayout.first_id`."""
+        return shard << self.shard_bits
+
+    def temporary_key(self, name: str, shard: int = 0) -> str:
+        """See :meth:`KeyLayout.temporary_key`."""
+        return f"{_SHARDED_PREFIX}{shard}}}_bitop_{name}"
+
+    def key(self, event_name: str, period: Period, shard: int = 0) -> str:
+        """See :meth:`KeyLayout.key`.
+
+        :raises ValueError: for a year, which is stored as its months.
+        """
+        return f"{_SHARDED_PREFIX}{shard}}}_{event_name}_{_suffix(period)}"
+
+    def keys(
+        self, event_name: str, period: Period, shards: Sequence[int] = (0,)
+    ) -> tuple[str, ...]:
+        """See :meth:`KeyLayout.keys`; a year is its twelve months."""
+        periods = period.months() if period.unit == "year" else [period]
+        return tuple(
+            self.key(event_name, stored, shard)
+            for shard in shards
+            for stored in periods
+        )
+
+    def parse(self, key: str) -> tuple[str, Period] | None:
+        """See :meth:`KeyLayout.parse`; the shard is left out."""
+        match = _SHARDED_KEY.fullmatch(key)
+        if match is None or match["rest"].startswith(_RESERVED_PREFIX):
+            return None
+        name, separator, suffix = match["rest"].rpartition("_")
+        if not separator or not name:
+            return None
+        period = _parse_suffix(suffix)
+        return None if period is None else (name, period)
+
+    def scan_pattern(self, event_prefix: str = "") -> str:
+        """See :meth:`KeyLayout.scan_pattern`."""
+        return f"{_escape_glob(_SHARDED_PREFIX)}*}}_{_escape_glob(event_prefix)}*"
 
 
 @functools.lru_cache(maxsize=4096)
@@ -324,12 +456,18 @@ def _escape_glob(text: str) -> str:
     return "".join(f"\\{char}" if char in "*?[]\\" else char for char in text)
 
 
-#: bitmapist's layout, the default of every app.
+#: bitmapist's layout, the default of every app on one node.
 BITMAPIST = BitmapistLayout()
 
 
+def layout_of(settings: Settings) -> KeyLayout:
+    """The layout ``BITMAPIST_KEY_LAYOUT`` and ``BITMAPIST_SHARD_BITS`` ask for."""
+    if settings.key_layout == "sharded":
+        return ShardedLayout(settings.shard_bits)
+    return BITMAPIST
+
+
 MAX_EVENT_NAME_LENGTH = 200
-_RESERVED_PREFIX = "bitop_"
 
 
 def validate_event_name(event_name: Any) -> str:

@@ -34,6 +34,7 @@ from typing import NamedTuple, Protocol
 import redis
 
 from ..config import Settings
+from .backend import Client, Store, as_store, is_cluster
 from .episodes import Episode, Line
 from .layout import BITMAPIST, EVER, BitmapistLayout, KeyLayout, Period
 
@@ -156,20 +157,47 @@ return #KEYS
 """
 
 
-def write_marks(
-    client: redis.Redis, marks: Iterable[Mark], layout: KeyLayout = BITMAPIST
-) -> None:
-    """Write ``marks`` to their keys in ``layout`` (default bitmapist's) in one
-    round trip.
+class PartialWrite(Exception):
+    """Some shards of a batch were written and others not: on a cluster, the
+    nodes that failed. Not a :exc:`redis.RedisError`, so that no caller takes
+    it for a whole batch's failure.
 
-    Within a batch the last mark of a (key, user) pair wins, and repeats of the
-    same bit are sent once.
+    :ivar error: the first error of the shards that failed.
+    :ivar unwritten: the marks of those shards, to send again.
+    """
+
+    def __init__(self, error: redis.RedisError, unwritten: list[Mark]) -> None:
+        super().__init__(f"{len(unwritten)} marks were not written: {error}")
+        self.error = error
+        self.unwritten = unwritten
+
+
+def write_marks(
+    store: Store | Client,
+    marks: Iterable[Mark],
+    known_shards: set[int] | None = None,
+) -> None:
+    """Write ``marks`` to their keys in ``store``'s layout (a client's, as
+    :func:`~flask_bitmapist.store.backend.as_store` picks it).
+
+    On one node, in one script and one round trip. On a cluster, in one
+    script per shard, the shards of one node in one round trip, all nodes at
+    once. Within a batch the last mark of a (key, user) pair wins, and
+    repeats of the same bit are sent once.
+
+    In a sharded layout, a shard not in ``known_shards`` is recorded in the
+    layout's registry (see :mod:`~flask_bitmapist.store.backend`) in the same
+    round trip, and added to ``known_shards`` once written: pass the same set
+    to every call to write each shard's bit once per process.
 
     :raises redis.ResponseError: when Redis rejects a write (a key holding
         another type, or a server that takes no write for now: see
         :func:`is_outage`); the bits before it in the batch are written.
     :raises redis.RedisError: when Redis cannot be reached.
+    :raises PartialWrite: on a cluster, when only some nodes took their part.
     """
+    store = as_store(store)
+    layout = store.layout
     bits_by_key: dict[str, dict[int, int]] = {}
     # Marks of one batch share a handful of (event, hour, shard) combinations,
     # so each one's key names are built once.
@@ -177,6 +205,9 @@ def write_marks(
     # bitmapist's layout has one shard and the id as the offset: no call per
     # mark for it (5% of the writer's instructions per mark, callgrind).
     split = None if isinstance(layout, BitmapistLayout) else layout.split
+    cluster = is_cluster(store.client)
+    marks_by_shard: dict[int, list[Mark]] = {}
+    shard_of_key: dict[str, int] = {}
     for mark in marks:
         when = mark.when
         if split is None:
@@ -184,6 +215,8 @@ def write_marks(
             offset = mark.user_id
         else:
             shard, offset = split(mark.user_id)
+        if cluster:
+            marks_by_shard.setdefault(shard, []).append(mark)
         period = (
             mark.event_name,
             when.year,
@@ -196,6 +229,8 @@ def write_marks(
         keys = keys_cache.get(period)
         if keys is None:
             keys = keys_cache[period] = mark_keys(mark, layout)
+            for key in keys:
+                shard_of_key[key] = shard
         for key in keys:
             bits = bits_by_key.get(key)
             if bits is None:
@@ -203,13 +238,76 @@ def write_marks(
             bits[offset] = mark.value
     if not bits_by_key:
         return
+    registry = layout.registry_key
+    new_shards: list[int] = []
+    if registry is not None:
+        shards = {period[-1] for period in keys_cache}
+        new_shards = sorted(shards - (known_shards or set()))
+    if not cluster:
+        if new_shards:
+            bits_by_key = {registry: dict.fromkeys(new_shards, 1), **bits_by_key}  # type: ignore[dict-item]
+        store.client.eval(
+            _SETBITS_SCRIPT, len(bits_by_key), *bits_by_key, *_offsets(bits_by_key)
+        )
+    else:
+        _write_shards(store, bits_by_key, shard_of_key, marks_by_shard, new_shards)
+    if known_shards is not None:
+        known_shards.update(new_shards)
+
+
+def _offsets(bits_by_key: dict[str, dict[int, int]]) -> list[str]:
+    """The script's ARGV: for each key, its offsets to set, then to clear."""
     offsets: list[str] = []
     for bits in bits_by_key.values():
         offsets.append(" ".join([str(user) for user, value in bits.items() if value]))
         offsets.append(
             " ".join([str(user) for user, value in bits.items() if not value])
         )
-    client.eval(_SETBITS_SCRIPT, len(bits_by_key), *bits_by_key, *offsets)
+    return offsets
+
+
+def _write_shards(
+    store: Store,
+    bits_by_key: dict[str, dict[int, int]],
+    shard_of_key: dict[str, int],
+    marks_by_shard: dict[int, list[Mark]],
+    new_shards: list[int],
+) -> None:
+    """One script per shard, and one for the registry's new shards, in a
+    cluster pipeline; :exc:`PartialWrite` names the marks of what failed."""
+    keys_by_shard: dict[int, dict[str, dict[int, int]]] = {}
+    for key, bits in bits_by_key.items():
+        keys_by_shard.setdefault(shard_of_key[key], {})[key] = bits
+    pipeline = store.client.pipeline(transaction=False)
+    order = sorted(keys_by_shard)
+    for shard in order:
+        shard_keys = keys_by_shard[shard]
+        # EVAL by name: redis-py's cluster pipeline takes the command, routed
+        # by its keys' slot, but not its eval() method.
+        pipeline.execute_command(
+            "EVAL", _SETBITS_SCRIPT, len(shard_keys), *shard_keys, *_offsets(shard_keys)
+        )
+    registry = store.layout.registry_key
+    if new_shards and registry is not None:
+        registry_bits = {registry: dict.fromkeys(new_shards, 1)}
+        pipeline.execute_command(
+            "EVAL", _SETBITS_SCRIPT, 1, registry, *_offsets(registry_bits)
+        )
+    replies = pipeline.execute(raise_on_error=False)
+    failed = {
+        shard: reply
+        for shard, reply in zip(order, replies, strict=False)
+        if isinstance(reply, Exception)
+    }
+    if new_shards and isinstance(replies[-1], Exception):
+        # Written again, with the registry, until a query can find them.
+        failed.update(dict.fromkeys(new_shards, replies[-1]))
+    if failed:
+        unwritten = [mark for shard in sorted(failed) for mark in marks_by_shard[shard]]
+        error = next(iter(failed.values()))
+        if not isinstance(error, redis.RedisError):
+            raise error
+        raise PartialWrite(error, unwritten)
 
 
 # The replies of a Redis that takes no write for now, whatever the keys; see
@@ -298,12 +396,13 @@ class SyncWriter:
 
     def __init__(
         self,
-        client: redis.Redis,
+        store: Store | Client,
         settings: Settings,
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._client = client
+        self._store = as_store(store)
+        self._known_shards: set[int] = set()
         self._raise_errors = settings.raise_errors
         self._lock = threading.Lock()
         self._stats = WriterStats(mode="sync")
@@ -314,24 +413,32 @@ class SyncWriter:
         self.submit_many([mark])
 
     def submit_many(self, marks: Sequence[Mark]) -> int:
-        """Write ``marks`` in one round trip.
+        """Write ``marks`` in one round trip (per node, on a cluster).
 
         :returns: how many were written: all of them, or 0 when the write
-            failed (counted as dropped, and logged).
+            failed (counted as dropped, and logged). On a cluster whose nodes
+            failed in part, those of the nodes that took theirs (counted as
+            written; the rest as dropped).
         :raises redis.RedisError: when the write failed and ``raise_errors``
             is set.
         """
+        written = 0
         try:
-            write_marks(self._client, marks)
+            try:
+                write_marks(self._store, marks, self._known_shards)
+            except PartialWrite as partial:
+                written = len(marks) - len(partial.unwritten)
+                raise partial.error from None
         except redis.RedisError as error:
-            line = self._failed(marks, error)
+            line = self._failed(marks, written, error)
             if line is not None:
                 line.log()
             if self._raise_errors:
                 raise
-            return 0
+            return written
+        written = len(marks)
         with self._lock:
-            self._count(queued=len(marks), written=len(marks))
+            self._count(queued=len(marks), written=written)
             recovered = self._outage.end()
         if recovered is not None:
             logger.warning(
@@ -356,11 +463,17 @@ class SyncWriter:
         with self._lock:
             return self._stats
 
-    def _failed(self, marks: Sequence[Mark], error: redis.RedisError) -> Line | None:
+    def _failed(
+        self, marks: Sequence[Mark], written: int, error: redis.RedisError
+    ) -> Line | None:
+        # Only a cluster's partial write has written marks here.
+        dropped = len(marks) - written
         with self._lock:
-            self._count(queued=len(marks), dropped=len(marks), error=error)
+            self._count(
+                queued=len(marks), written=written, dropped=dropped, error=error
+            )
             refused = not is_outage(error)
-            starts = not refused and self._outage.add(len(marks))
+            starts = not refused and self._outage.add(dropped)
             tally = None if refused or starts else self._outage.reminder()
         if refused:
             # Retrying cannot help (a key of another type): only the app's
@@ -368,14 +481,14 @@ class SyncWriter:
             return Line(
                 logging.ERROR,
                 "Redis refused mark %s, dropped %d: %s",
-                (_event_names(marks), len(marks), error),
+                (_event_names(marks), dropped, error),
             )
         if starts:
             return Line(
                 logging.ERROR,
                 "Could not write mark %s, dropped %d (while Redis fails, marks "
                 "are dropped and a reminder is logged at most once a minute): %s",
-                (_event_names(marks), len(marks), error),
+                (_event_names(marks), dropped, error),
             )
         if tally is None:
             return None
@@ -432,12 +545,13 @@ class BackgroundWriter:
 
     def __init__(
         self,
-        client: redis.Redis,
+        store: Store | Client,
         settings: Settings,
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._client = client
+        self._store = as_store(store)
+        self._known_shards: set[int] = set()
         self._flush_interval = settings.flush_interval
         self._flush_at = settings.flush_at
         self._queue_size = settings.queue_size
@@ -590,7 +704,15 @@ class BackgroundWriter:
         retrying = False
         while True:
             try:
-                write_marks(self._client, batch)
+                try:
+                    write_marks(self._store, batch, self._known_shards)
+                except PartialWrite as partial:
+                    # The nodes that took their part are done; only the
+                    # others' marks are sent again.
+                    with self._cond:
+                        self._finish(len(batch) - len(partial.unwritten), written=True)
+                    batch = partial.unwritten
+                    raise partial.error from None
             except redis.RedisError as error:
                 if not is_outage(error):
                     # Redis refused a write for good (a key of another type):
@@ -757,8 +879,8 @@ def flush_all(timeout: float | None = None) -> bool:
     return all_done
 
 
-def create_writer(client: redis.Redis, settings: Settings) -> Writer:
+def create_writer(store: Store, settings: Settings) -> Writer:
     """The writer that ``settings.write_mode`` asks for."""
     if settings.write_mode == "sync":
-        return SyncWriter(client, settings)
-    return BackgroundWriter(client, settings)
+        return SyncWriter(store, settings)
+    return BackgroundWriter(store, settings)

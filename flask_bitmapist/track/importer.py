@@ -18,11 +18,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-import redis
-
 from ..config import DEFAULT_MAX_USER_ID
+from ..store.backend import Client, Store
 from ..store.layout import validate_event_name
-from ..store.writer import Mark, write_marks
+from ..store.writer import Mark, PartialWrite, write_marks
 from .ids import to_user_id
 
 Format = Literal["jsonl", "csv"]
@@ -131,7 +130,7 @@ def _reason(error: ValueError) -> str:
 
 
 def import_marks(
-    client: redis.Redis,
+    store: Store | Client,
     marks: Iterator[tuple[int, Mark | MalformedLine]],
     *,
     strict: bool = False,
@@ -141,9 +140,12 @@ def import_marks(
     :param strict: stop at the first malformed line, before anything is
         written (the whole input is read first).
     :raises MalformedLine: in strict mode.
-    :raises redis.RedisError: when Redis cannot be reached.
+    :raises redis.RedisError: when Redis cannot be reached (on a cluster,
+        when a node could not take its part; importing again converges, as
+        SETBIT is idempotent).
     """
     result = ImportResult()
+    known_shards: set[int] = set()
     batch: list[Mark] = []
     for _, item in marks:
         if isinstance(item, MalformedLine):
@@ -153,10 +155,17 @@ def import_marks(
             continue
         batch.append(item)
         if not strict and len(batch) >= BATCH:
-            write_marks(client, batch)
+            _write(store, batch, known_shards)
             result.imported += len(batch)
             batch = []
     for start in range(0, len(batch), BATCH):
-        write_marks(client, batch[start : start + BATCH])
+        _write(store, batch[start : start + BATCH], known_shards)
     result.imported += len(batch)
     return result
+
+
+def _write(store: Store | Client, batch: list[Mark], known_shards: set[int]) -> None:
+    try:
+        write_marks(store, batch, known_shards)
+    except PartialWrite as partial:
+        raise partial.error from None

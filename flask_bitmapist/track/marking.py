@@ -12,10 +12,10 @@ from typing import Any, TypeVar, cast
 from flask import Flask
 
 from ..config import DEFAULT_MAX_USER_ID
-from ..state import AppState, current_app_and_state, current_state, resolve_client
+from ..state import AppState, current_app_and_state, current_state, resolve_store
 from ..store.layout import to_utc, validate_event_name
 from ..store.systems import track_defaults
-from ..store.writer import Mark, flush_all, write_marks
+from ..store.writer import Mark, PartialWrite, flush_all, write_marks
 from .ids import to_user_id
 from .signals import event_marked
 
@@ -124,7 +124,10 @@ def _submit(
         value,
     )
     if found is None:
-        write_marks(resolve_client(system), (mark,))
+        try:
+            write_marks(resolve_store(system), (mark,))
+        except PartialWrite as partial:
+            raise partial.error from None
     elif value:
         submit_marks(*found, (mark,))
     else:

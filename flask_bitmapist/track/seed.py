@@ -16,8 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import redis
-
+from ..store.backend import Client, Store
 from ..store.layout import to_utc
 from ..store.writer import Mark
 from .importer import import_marks
@@ -160,14 +159,14 @@ def _visit(
 
 
 def seed_events(
-    client: redis.Redis,
+    store: Store | Client,
     users: int = 2000,
     days: int = 90,
     seed: int = 0,
     now: datetime | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> int:
-    """Write the marks of :func:`generate_marks` to ``client`` in bulk, with
+    """Write the marks of :func:`generate_marks` to ``store`` in bulk, with
     the keys ``mark_event`` writes (SETBIT is idempotent: seeding twice with
     the same arguments changes nothing).
 
@@ -186,4 +185,4 @@ def seed_events(
             if progress is not None:
                 progress(1)
 
-    return import_marks(client, numbered()).imported
+    return import_marks(store, numbered()).imported

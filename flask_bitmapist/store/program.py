@@ -1,0 +1,255 @@
+"""A query as a program: the BITOPs and reads of one shard, run as one script.
+
+A report writes its query once, against keys it names by what they hold (an
+event's stored period, a scratch key), and :class:`Program` turns it into a
+script's ``KEYS`` and ``ARGV`` for each shard of a layout
+(:meth:`Program.arguments`). :data:`PROGRAM_SCRIPT` runs it: each BITOP into
+a scratch key, each read, then the deletion of the scratch keys, all in one
+atomic script that touches only its shard's keys. So a program is a unit
+that can be sent to any node, and sent again after a failover, on its own:
+it leaves nothing behind that another command would need, and nothing of
+another's that it would need (a pipeline of separate BITOPs would, and a
+cluster retrying only part of it could count on a key that is not there).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from .layout import KeyLayout, Period
+
+__all__ = [
+    "PROGRAM_SCRIPT",
+    "EventKey",
+    "NamedKey",
+    "Program",
+    "Ref",
+    "Scratch",
+]
+
+BitOperation = Literal["AND", "OR", "XOR", "NOT"]
+
+
+@dataclass(frozen=True)
+class EventKey:
+    """The key of an event's stored period (an hour, day, week, month or
+    ever; never a year) in the shard the program runs on."""
+
+    event_name: str
+    period: Period
+
+
+@dataclass(frozen=True)
+class NamedKey:
+    """A key given by its name, such as a bitmapist object's ``redis_key``:
+    the same in every shard, so only for layouts of one shard."""
+
+    key: str
+
+
+@dataclass(frozen=True)
+class Scratch:
+    """A program's temporary key, deleted when the script ends."""
+
+    index: int
+
+
+Ref = EventKey | NamedKey | Scratch
+
+# ARGV[1] is the TTL of a kept scratch key, ARGV[2] that key's index in KEYS
+# (0: none), ARGV[3] the number of scratch keys to delete at the end, then
+# their indexes, then the instructions, each a letter and its arguments:
+#   B op destination count sources...  BITOP op into a scratch key
+#   C key                              BITCOUNT
+#   G key                              GET ("" for a missing key)
+#   T key offset                       GETBIT
+#   P key                              BITPOS key 1
+#   R primary source cell replace count cells...
+#                                      a cohort row: the primary's BITCOUNT,
+#                                      then each cell's count (see the report)
+# The instructions run under pcall, so that the scratch keys are deleted
+# whatever fails (a key of another type), and the error is returned then.
+PROGRAM_SCRIPT = """
+local function key(word) return KEYS[tonumber(word)] end
+local results = {}
+local first = 4 + tonumber(ARGV[3])
+local function run()
+    local i = first
+    while i <= #ARGV do
+        local op = ARGV[i]
+        if op == "B" then
+            local count = tonumber(ARGV[i + 3])
+            local sources = {}
+            for j = 1, count do sources[j] = key(ARGV[i + 3 + j]) end
+            redis.call("BITOP", ARGV[i + 1], key(ARGV[i + 2]), unpack(sources))
+            i = i + 4 + count
+        elseif op == "C" then
+            results[#results + 1] = redis.call("BITCOUNT", key(ARGV[i + 1]))
+            i = i + 2
+        elseif op == "G" then
+            results[#results + 1] = redis.call("GET", key(ARGV[i + 1])) or ""
+            i = i + 2
+        elseif op == "T" then
+            results[#results + 1] = redis.call("GETBIT", key(ARGV[i + 1]), ARGV[i + 2])
+            i = i + 3
+        elseif op == "P" then
+            results[#results + 1] = redis.call("BITPOS", key(ARGV[i + 1]), 1)
+            i = i + 2
+        elseif op == "R" then
+            local primary, source = key(ARGV[i + 1]), key(ARGV[i + 2])
+            local cell = key(ARGV[i + 3])
+            local replace, count = ARGV[i + 4] == "1", tonumber(ARGV[i + 5])
+            local total = redis.call("BITCOUNT", primary)
+            local row = {total}
+            if total > 0 then
+                if not replace then
+                    redis.call("BITOP", "OR", source, primary)
+                else
+                    source = primary
+                end
+                for j = 1, count do
+                    redis.call("BITOP", "AND", cell, source, key(ARGV[i + 5 + j]))
+                    local found = redis.call("BITCOUNT", cell)
+                    row[#row + 1] = found
+                    if found > 0 and not replace then
+                        redis.call("BITOP", "XOR", source, source, cell)
+                    end
+                end
+            end
+            results[#results + 1] = row
+            i = i + 6 + count
+        else
+            error("unknown instruction " .. tostring(op))
+        end
+    end
+end
+local ok, problem = pcall(run)
+local doomed = {}
+for j = 1, tonumber(ARGV[3]) do doomed[j] = key(ARGV[3 + j]) end
+if #doomed > 0 then redis.call("DEL", unpack(doomed)) end
+if not ok then
+    if type(problem) == "table" and problem.err then problem = problem.err end
+    return redis.error_reply(tostring(problem))
+end
+if ARGV[2] ~= "0" then redis.call("EXPIRE", key(ARGV[2]), ARGV[1]) end
+return results
+"""
+
+_Word = str | int | Ref
+
+
+class Program:
+    """The BITOPs and reads of a query for one shard, written once and run
+    on each shard (see the module's documentation).
+
+    Each read returns its index among the program's results.
+    """
+
+    def __init__(self) -> None:
+        self._words: list[_Word] = []
+        self._scratch = 0
+        self._reads = 0
+        self._keep: Scratch | None = None
+
+    def scratch(self) -> Scratch:
+        """A new scratch key."""
+        self._scratch += 1
+        return Scratch(self._scratch - 1)
+
+    def bitop(self, operation: BitOperation, sources: Sequence[Ref]) -> Scratch:
+        """``BITOP operation`` of ``sources`` into a new scratch key."""
+        destination = self.scratch()
+        self.bitop_into(operation, destination, sources)
+        return destination
+
+    def bitop_into(
+        self, operation: BitOperation, destination: Scratch, sources: Sequence[Ref]
+    ) -> None:
+        """``BITOP operation`` of ``sources`` into ``destination``."""
+        self._words += ["B", operation, destination, len(sources), *sources]
+
+    def union(self, sources: Sequence[Ref]) -> Ref:
+        """The OR of ``sources``: the source itself when there is one."""
+        if len(sources) == 1:
+            return sources[0]
+        return self.bitop("OR", sources)
+
+    def count(self, ref: Ref) -> int:
+        """Read ``BITCOUNT``: an int."""
+        return self._read("C", ref)
+
+    def get(self, ref: Ref) -> int:
+        """Read the bitmap: bytes (empty for a missing key)."""
+        return self._read("G", ref)
+
+    def getbit(self, ref: Ref, offset: int) -> int:
+        """Read ``GETBIT``: 0 or 1."""
+        return self._read("T", ref, offset)
+
+    def first_bit(self, ref: Ref) -> int:
+        """Read ``BITPOS ref 1``: the first set bit, or -1."""
+        return self._read("P", ref)
+
+    def cohort_row(self, primary: Ref, cells: Sequence[Ref], replace: bool) -> int:
+        """Read a cohort row: ``[total, count of cell 0, ...]``, or ``[0]``
+        when ``primary`` is empty. Without ``replace``, a user counts only in
+        the first cell that holds them."""
+        return self._read(
+            "R",
+            primary,
+            self.scratch(),
+            self.scratch(),
+            "1" if replace else "0",
+            len(cells),
+            *cells,
+        )
+
+    def keep(self, ref: Scratch) -> None:
+        """Keep ``ref`` after the script, with the TTL :meth:`arguments` gets,
+        instead of deleting it."""
+        self._keep = ref
+
+    @property
+    def reads(self) -> int:
+        """How many results the program returns."""
+        return self._reads
+
+    def arguments(
+        self, layout: KeyLayout, shard: int, name: str, ttl: int
+    ) -> tuple[list[str], list[str | int]]:
+        """``(KEYS, ARGV)`` of :data:`PROGRAM_SCRIPT` for ``shard``.
+
+        :param name: what makes this run's scratch keys its own (a query's
+            unique name).
+        :param ttl: the seconds a kept scratch key lives.
+        """
+        keys: list[str] = []
+        index_of: dict[Ref, int] = {}
+
+        def index(ref: Ref) -> int:
+            found = index_of.get(ref)
+            if found is None:
+                if isinstance(ref, EventKey):
+                    keys.append(layout.key(ref.event_name, ref.period, shard))
+                elif isinstance(ref, NamedKey):
+                    keys.append(ref.key)
+                else:
+                    keys.append(layout.temporary_key(f"{name}_{ref.index}", shard))
+                found = index_of[ref] = len(keys)
+            return found
+
+        instructions = [
+            index(word) if isinstance(word, (EventKey, NamedKey, Scratch)) else word
+            for word in self._words
+        ]
+        scratch = [index(Scratch(number)) for number in range(self._scratch)]
+        kept = 0 if self._keep is None else index(self._keep)
+        doomed = [number for number in scratch if number != kept]
+        return keys, [ttl, kept, len(doomed), *doomed, *instructions]
+
+    def _read(self, *words: _Word) -> int:
+        self._words += words
+        self._reads += 1
+        return self._reads - 1
