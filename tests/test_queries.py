@@ -65,6 +65,8 @@ def no_temporary_keys(app: Flask) -> bool:
     """Whether the app's store holds no query's temporary key (on a cluster,
     on no primary)."""
     client = app.extensions["bitmapist"].state(app).client
+    if isinstance(client, redis.RedisCluster):
+        return client.keys("trackist*bitop_*", target_nodes=client.PRIMARIES) == []
     return client.keys("trackist*bitop_*") == []
 
 

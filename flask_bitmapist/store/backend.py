@@ -2,10 +2,14 @@
 running programs on its shards.
 
 :meth:`Store.run` sends one :data:`~flask_bitmapist.store.program.PROGRAM_SCRIPT`
-per (program, shard) in one pipeline. On one node that is one round trip; on
-a cluster, redis-py's cluster pipeline sends each node its scripts (a shard's
-keys share a slot, so each script runs on one node), all nodes at once, and
-follows a slot that moved.
+per (program, shard). On one node that is one pipeline, one round trip. On a
+cluster, each node gets its scripts in a pipeline of its own (a shard's keys
+share a slot, so each script runs on one node), all nodes at once, so that a
+node that fails costs only its own scripts, which are sent again once the
+slot map is read again (see :meth:`Store.execute`). redis-py's own cluster
+pipeline would not do: a node that refuses the connection fails the whole
+pipeline, and redis-py 8 asks a node (``COMMAND GETKEYS``) for the keys of
+each EVAL, a round trip each, to a node that may be the one that died.
 
 **Which shards exist.** A layout of one shard has shard 0. A sharded layout
 has a registry, a bitmap whose bit ``s`` the writer sets before the first
@@ -15,17 +19,28 @@ that a query learns the shards with one GET, never a SCAN.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeAlias
 
 import redis
-from redis.cluster import RedisCluster
+from redis.cluster import ClusterNode, RedisCluster
+from redis.exceptions import ClusterDownError, RedisClusterException
 
 from .layout import BITMAPIST, KeyLayout, ShardedLayout
 from .program import PROGRAM_SCRIPT, Program
 
-__all__ = ["Client", "Store", "as_store", "is_cluster", "shards_of_bitmap"]
+__all__ = [
+    "Client",
+    "Script",
+    "Store",
+    "as_store",
+    "is_cluster",
+    "shards_of_bitmap",
+    "unreachable_as_redis_error",
+]
 
 #: A client of one Redis node, or of a Redis Cluster.
 Client: TypeAlias = "redis.Redis | RedisCluster"
@@ -74,27 +89,137 @@ class Store:
         registry = self.layout.registry_key
         if registry is None:
             return [0]
-        value: bytes | None = self.client.get(registry)  # type: ignore[assignment]
+        with unreachable_as_redis_error():
+            value: bytes | None = self.client.get(registry)  # type: ignore[assignment]
         return shards_of_bitmap(value)
 
     def run(self, jobs: Sequence[tuple[Program, int]], ttl: int) -> list[list[Any]]:
         """Run each ``(program, shard)`` of ``jobs`` in one round trip per
         node; return each one's results, in order.
 
+        On a cluster, the programs of a node that failed (a master killed, a
+        slot moved) are sent again, up to twice, once the slot map is read
+        again (see :meth:`execute`): each is self-contained, so sending it
+        again is safe.
+
         :param ttl: the seconds a kept scratch key lives.
-        :raises redis.RedisError: the first error of any script.
+        :raises redis.RedisError: the first error of a program that failed
+            every time.
         """
-        if not jobs:
-            return []
         name = f"fb_{uuid.uuid4().hex}"
-        pipeline = self.client.pipeline(transaction=False)
+        scripts: list[Script] = []
         for number, (program, shard) in enumerate(jobs):
             keys, argv = program.arguments(self.layout, shard, f"{name}_{number}", ttl)
-            # EVAL by name: redis-py's cluster pipeline takes the command,
-            # routed by its keys' slot, but not its eval() method.
-            pipeline.execute_command("EVAL", PROGRAM_SCRIPT, len(keys), *keys, *argv)
-        results: list[list[Any]] = pipeline.execute()
+            scripts.append((PROGRAM_SCRIPT, keys, argv))
+        results = self.execute(scripts, attempts=_READ_ATTEMPTS)
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
         return results
+
+    def execute(self, scripts: Sequence[Script], attempts: int = 2) -> list[Any]:
+        """EVAL each ``(script, keys, args)`` of ``scripts``: on one node, in
+        one pipeline; on a cluster, in one pipeline per node (the node of
+        each script's first key; a script's keys must share its slot), the
+        nodes at once, each in a thread of its own.
+
+        On a cluster, the scripts of a node that failed are sent again, up
+        to ``attempts`` times in all, each time after the slot map is read
+        again (a replica promoted since the map was read is found so). Only
+        send scripts that may run twice: SETBITs, and self-contained
+        programs.
+
+        :returns: each script's reply, or the :exc:`redis.RedisError` it
+            failed with, in order. A node that cannot be reached fails its
+            own scripts only.
+        """
+        client = self.client
+        if not isinstance(client, RedisCluster):
+            return _execute_on(client, scripts)  # type: ignore[arg-type,unused-ignore]
+        results = _execute_on_nodes(client, scripts)
+        for _ in range(attempts - 1):
+            failed = [
+                index
+                for index, result in enumerate(results)
+                if isinstance(result, Exception)
+            ]
+            if not failed:
+                break
+            _reload_slots(client)
+            again = _execute_on_nodes(client, [scripts[index] for index in failed])
+            for index, result in zip(failed, again, strict=True):
+                results[index] = result
+        return results
+
+
+#: How many times :meth:`Store.run` sends a program whose node failed.
+_READ_ATTEMPTS = 3
+
+#: A script to EVAL: its text, its keys, its other arguments.
+Script = tuple[str, Sequence[str], Sequence[str | int]]
+
+
+def _execute_on_nodes(client: RedisCluster, scripts: Sequence[Script]) -> list[Any]:
+    """One pipeline per node, the nodes at once; each script's reply or error."""
+    results: list[Any] = [None] * len(scripts)
+    by_node: dict[str, tuple[ClusterNode, list[int]]] = {}
+    for index, (_, keys, _) in enumerate(scripts):
+        try:
+            node = client.get_node_from_key(keys[0])  # type: ignore[no-untyped-call,unused-ignore]
+        except RedisClusterException as error:
+            # No node serves the slot now (a failover under way): an
+            # outage, as the server's own CLUSTERDOWN is.
+            results[index] = ClusterDownError(str(error))  # type: ignore[no-untyped-call,unused-ignore]
+            continue
+        by_node.setdefault(node.name, (node, []))[1].append(index)
+
+    def run_node(node: ClusterNode, indexes: list[int]) -> None:
+        connection = client.get_redis_connection(node)  # type: ignore[no-untyped-call,unused-ignore]
+        replies = _execute_on(connection, [scripts[index] for index in indexes])
+        for index, reply in zip(indexes, replies, strict=True):
+            results[index] = reply
+
+    groups = list(by_node.values())
+    if len(groups) == 1:
+        run_node(*groups[0])
+    elif groups:
+        with ThreadPoolExecutor(max_workers=len(groups)) as pool:
+            for done in [pool.submit(run_node, *group) for group in groups]:
+                done.result()
+    return results
+
+
+@contextlib.contextmanager
+def unreachable_as_redis_error() -> Iterator[None]:
+    """Raise :exc:`redis.ConnectionError` for redis-py's
+    ``RedisClusterException``, which is no :exc:`redis.RedisError`: what it
+    says when no node of a cluster answers, and what every caller that
+    handles an unreachable Redis handles."""
+    try:
+        yield
+    except RedisClusterException as error:
+        raise redis.ConnectionError(str(error)) from error
+
+
+def _execute_on(client: redis.Redis, scripts: Sequence[Script]) -> list[Any]:
+    if not scripts:
+        return []
+    pipeline = client.pipeline(transaction=False)
+    for text, keys, args in scripts:
+        pipeline.eval(text, len(keys), *keys, *args)  # type: ignore[arg-type,unused-ignore]
+    try:
+        replies: list[Any] = pipeline.execute(raise_on_error=False)
+    except redis.RedisError as error:
+        # The node could not be reached: every script of it failed.
+        return [error] * len(scripts)
+    return replies
+
+
+def _reload_slots(client: RedisCluster) -> None:
+    """Read the slot map again from any node that answers; when none does,
+    the next call fails again and tries again."""
+    with contextlib.suppress(redis.RedisError, RedisClusterException):
+        client.nodes_manager.initialize()  # type: ignore[no-untyped-call,unused-ignore]
 
 
 def as_store(store: Store | Client, layout: KeyLayout | None = None) -> Store:

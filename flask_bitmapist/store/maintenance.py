@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime
 
-from .backend import Client, Store
+from .backend import Client, Store, unreachable_as_redis_error
 from .layout import Period
 
 _CHUNK = 1000
@@ -19,13 +19,14 @@ def event_keys(store: Store, prefix: str = "") -> Iterator[tuple[str, str, Perio
     layout whose event name starts with ``prefix`` (on a cluster, of every
     primary node)."""
     layout = store.layout
-    for raw_key in store.client.scan_iter(
-        match=layout.scan_pattern(prefix), count=10_000
-    ):
-        key = raw_key.decode("utf-8", "replace")
-        parsed = layout.parse(key)
-        if parsed is not None:
-            yield key, *parsed
+    with unreachable_as_redis_error():
+        for raw_key in store.client.scan_iter(
+            match=layout.scan_pattern(prefix), count=10_000
+        ):
+            key = raw_key.decode("utf-8", "replace")
+            parsed = layout.parse(key)
+            if parsed is not None:
+                yield key, *parsed
 
 
 def expired_keys(store: Store, before: datetime) -> list[str]:

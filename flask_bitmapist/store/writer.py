@@ -34,7 +34,7 @@ from typing import NamedTuple, Protocol
 import redis
 
 from ..config import Settings
-from .backend import Client, Store, as_store, is_cluster
+from .backend import Client, Script, Store, as_store, is_cluster
 from .episodes import Episode, Line
 from .layout import BITMAPIST, EVER, BitmapistLayout, KeyLayout, Period
 
@@ -273,27 +273,22 @@ def _write_shards(
     marks_by_shard: dict[int, list[Mark]],
     new_shards: list[int],
 ) -> None:
-    """One script per shard, and one for the registry's new shards, in a
-    cluster pipeline; :exc:`PartialWrite` names the marks of what failed."""
+    """One script per shard, and one for the registry's new shards, each
+    node's in one round trip (see :meth:`~flask_bitmapist.store.backend.Store.execute`);
+    :exc:`PartialWrite` names the marks of what failed."""
     keys_by_shard: dict[int, dict[str, dict[int, int]]] = {}
     for key, bits in bits_by_key.items():
         keys_by_shard.setdefault(shard_of_key[key], {})[key] = bits
-    pipeline = store.client.pipeline(transaction=False)
     order = sorted(keys_by_shard)
-    for shard in order:
-        shard_keys = keys_by_shard[shard]
-        # EVAL by name: redis-py's cluster pipeline takes the command, routed
-        # by its keys' slot, but not its eval() method.
-        pipeline.execute_command(
-            "EVAL", _SETBITS_SCRIPT, len(shard_keys), *shard_keys, *_offsets(shard_keys)
-        )
+    scripts: list[Script] = [
+        (_SETBITS_SCRIPT, list(keys_by_shard[shard]), _offsets(keys_by_shard[shard]))
+        for shard in order
+    ]
     registry = store.layout.registry_key
     if new_shards and registry is not None:
         registry_bits = {registry: dict.fromkeys(new_shards, 1)}
-        pipeline.execute_command(
-            "EVAL", _SETBITS_SCRIPT, 1, registry, *_offsets(registry_bits)
-        )
-    replies = pipeline.execute(raise_on_error=False)
+        scripts.append((_SETBITS_SCRIPT, [registry], _offsets(registry_bits)))
+    replies = store.execute(scripts)
     failed = {
         shard: reply
         for shard, reply in zip(order, replies, strict=False)
@@ -332,6 +327,10 @@ _OUTAGE_CLASSES = (
     redis.exceptions.ReadOnlyError,
     redis.exceptions.TryAgainError,
     redis.exceptions.ClusterDownError,
+    # A slot moved (a failover, a resharding): the next attempt, with the
+    # slot map read again, reaches the node that serves it now.
+    redis.exceptions.MovedError,
+    redis.exceptions.AskError,
 )
 # A reply's code: its first word, after the wrapper that Redis before 7 puts
 # around the error of a command a script ran ("Error running script (call to
@@ -368,6 +367,8 @@ def is_outage(error: redis.RedisError) -> bool:
       until it ends or is killed.
     - ``TRYAGAIN`` and ``CLUSTERDOWN``: a cluster resharding a slot, or with
       slots no node serves, until it settles.
+    - ``MOVED`` and ``ASK``: a slot now served by another node, after a
+      failover or while it migrates; the next attempt goes there.
     """
     if not isinstance(error, redis.ResponseError):
         return True
