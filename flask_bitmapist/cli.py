@@ -20,6 +20,7 @@ import redis
 from flask import current_app
 from flask.cli import AppGroup
 
+from .config import KEY_LAYOUTS, ConfigError, Settings, mask_password
 from .report.cohort import MAX_PERIODS, CohortReport, CohortRequest
 from .report.events import (
     FieldError,
@@ -29,12 +30,16 @@ from .report.events import (
     unknown_event_message,
 )
 from .state import AppState
+from .store.backend import Store
+from .store.client import create_client
+from .store.layout import layout_of
 from .store.maintenance import (
     delete_keys,
     expired_keys,
     memory_by_event,
     memory_by_key,
 )
+from .store.migrate import event_periods, migrate
 from .track.importer import Format, MalformedLine, import_marks, read_marks
 from .track.seed import MAX_SEED_DAYS, MAX_SEED_USERS, seed_events
 
@@ -401,6 +406,84 @@ def purge_command(before_text: str, dry_run: bool) -> None:
         return
     deleted = delete_keys(client, keys)
     click.echo(f"Deleted {deleted} keys of periods that ended before {before_text}.")
+
+
+@bitmapist_cli.command("migrate")
+@click.option(
+    "--to", "url", required=True, metavar="URL", help="The target store's URL."
+)
+@click.option(
+    "--layout",
+    type=click.Choice(KEY_LAYOUTS),
+    help="The target's key layout; default sharded on a cluster, else bitmapist.",
+)
+@click.option(
+    "--shard-bits",
+    type=int,
+    help="The target's shard size in bits; default BITMAPIST_SHARD_BITS.",
+)
+@click.option("--dry-run", is_flag=True, help="Count what would be copied.")
+def migrate_command(
+    url: str, layout: str | None, shard_bits: int | None, dry_run: bool
+) -> None:
+    """Copy every event of the app's store into the store at URL, in its
+    layout: from one node to a Redis Cluster and back, or between key
+    layouts. Bits are ORed into the target, so running it again (after an
+    interruption, or to catch up) converges; TTLs are copied. Then the user
+    count of every event period is compared, and any difference is listed
+    (exit 1). Point BITMAPIST_REDIS_URL at the target when it is done."""
+    state = _state()
+    config: dict[str, Any] = {"BITMAPIST_REDIS_URL": url}
+    if layout is not None:
+        config["BITMAPIST_KEY_LAYOUT"] = layout
+    config["BITMAPIST_SHARD_BITS"] = (
+        state.settings.shard_bits if shard_bits is None else shard_bits
+    )
+    try:
+        settings = Settings.from_mapping(config, testing=False)
+    except ConfigError as error:
+        raise click.ClickException(f"--to, --layout or --shard-bits: {error}") from None
+    target = Store(
+        create_client(
+            settings.redis_url,
+            instance_path=current_app.instance_path,
+            socket_timeout=_MIGRATE_TIMEOUT,
+        ),
+        layout_of(settings),
+    )
+    where = f"{mask_password(settings.redis_url)} ({target.layout!r})"
+    periods = event_periods(state.store)
+    if dry_run:
+        click.echo(
+            f"Would copy {len(periods)} event periods "
+            f"({sum(periods.values())} keys) into {where}."
+        )
+        return
+    with click.progressbar(
+        length=len(periods), label="Copying", file=sys.stderr
+    ) as bar:
+        result = migrate(state.store, target, progress=bar.update)
+    for mismatch in result.mismatches:
+        click.echo(
+            f"{mismatch.event_name} {mismatch.period.label}: {mismatch.source} "
+            f"users here, {mismatch.target} there",
+            err=True,
+        )
+    summary = (
+        f"Copied {result.periods} event periods ({result.source_keys} keys) "
+        f"into {result.target_keys} keys of {where}"
+    )
+    if result.mismatches:
+        raise click.ClickException(
+            f"{summary}, but {len(result.mismatches)} counts differ (listed "
+            "above): marks written to either store meanwhile, or a copy cut "
+            "short; run it again."
+        )
+    click.echo(f"{summary}; every count matches.")
+
+
+# A copy is a maintenance job, not a request: a slow node may take its time.
+_MIGRATE_TIMEOUT = 10.0
 
 
 @bitmapist_cli.command("stats")

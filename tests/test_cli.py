@@ -14,7 +14,8 @@ import redis
 from conftest import AppFactory
 from flask import Flask
 
-from flask_bitmapist import count_events, get_cohort, mark_event
+from flask_bitmapist import count_events, get_cohort, get_event_data, mark_event
+from flask_bitmapist.store.layout import BITMAPIST, Period
 from flask_bitmapist.testing import free_port
 
 NOW = datetime.now(timezone.utc)
@@ -24,8 +25,33 @@ def run(app: Flask, *args: str, input: str | None = None) -> Any:
     return app.test_cli_runner().invoke(args=["bitmapist", *args], input=input)
 
 
+def all_keys(app: Flask) -> list[str]:
+    """Every key of the app's store (on a cluster, of every primary) but the
+    sharded layout's registry."""
+    client = app.extensions["bitmapist"].state(app).client
+    if isinstance(client, redis.RedisCluster):
+        keys = client.keys("*", target_nodes=client.PRIMARIES)
+    else:
+        keys = client.keys("*")
+    return sorted(key.decode() for key in keys if key != b"trackist:shards")
+
+
+def key_names(app: Flask, names: list[str]) -> list[str]:
+    """bitmapist's key names as the app's layout spells them, for users of
+    shard 0."""
+    layout = app.extensions["bitmapist"].state(app).store.layout
+    found = []
+    for name in names:
+        parsed = BITMAPIST.parse(name)
+        assert parsed is not None
+        found.append(layout.key(*parsed, 0))
+    return sorted(found)
+
+
 @pytest.fixture
-def seeded(app: Flask) -> Flask:
+def seeded(store_app: Flask) -> Flask:
+    """Three days of marks on each of conftest.STORES."""
+    app = store_app
     with app.app_context():
         for days_ago, users in ((0, range(6)), (1, range(6, 10)), (2, range(10, 13))):
             when = NOW - timedelta(days=days_ago)
@@ -159,13 +185,13 @@ def test_cohort_bad_rows_is_a_usage_error(seeded: Flask) -> None:
 # seed
 
 
-def test_seed_fills_an_empty_store_and_asks_before_adding(
-    app: Flask, client: redis.Redis
-) -> None:
+def test_seed_fills_an_empty_store_and_asks_before_adding(store_app: Flask) -> None:
+    app = store_app
     result = run(app, "seed", "--users", "30", "--days", "10", "--seed", "4")
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[-1].startswith("Seeded ")
-    assert client.exists("trackist_user:created_" + f"{NOW.year}-{NOW.month}")
+    with app.app_context():
+        assert len(get_event_data("user:created", "month", now=NOW)) > 0
     refused = run(app, "seed", "--users", "30", input="n\n")
     assert refused.exit_code == 1
     assert "Error: Nothing was seeded." in refused.output
@@ -190,14 +216,14 @@ def test_seed_refuses_users_above_the_maximum_id(
 
 
 def test_purge_dry_run_lists_then_purge_deletes_only_ended_periods(
-    app: Flask, client: redis.Redis
+    store_app: Flask,
 ) -> None:
-    app.config["BITMAPIST_TRACK_UNIQUE"] = True
+    app = store_app
     with app.app_context():
         mark_event("visit", 1, now=datetime(2026, 1, 31, 23), track_hourly=True)
         mark_event("visit", 2, now=datetime(2026, 2, 2, 8), track_unique=True)
-    before = sorted(key.decode() for key in client.keys("*"))
-    assert before == [
+    before = all_keys(app)
+    assert before == key_names(app, [
         "trackist_visit_2026-1",
         "trackist_visit_2026-1-31",
         "trackist_visit_2026-1-31-23",
@@ -206,28 +232,26 @@ def test_purge_dry_run_lists_then_purge_deletes_only_ended_periods(
         "trackist_visit_W2026-5",
         "trackist_visit_W2026-6",
         "trackist_visit_u",
-    ]
+    ])  # fmt: skip
     dry = run(app, "purge", "--before", "2026-02-02", "--dry-run")
     assert dry.exit_code == 0
-    gone = [
+    gone = key_names(app, [
         "trackist_visit_2026-1",
         "trackist_visit_2026-1-31",
         "trackist_visit_2026-1-31-23",
         "trackist_visit_W2026-5",
-    ]
+    ])  # fmt: skip
     listed = [line.split("\t") for line in dry.stdout.splitlines()]
     assert [key for key, _ in listed] == gone
     sizes = [int(size) for _, size in listed]
     assert all(size > 0 for size in sizes)
     assert dry.stderr == f"Would delete 4 keys holding {sum(sizes)} B.\n"
-    assert sorted(key.decode() for key in client.keys("*")) == before
+    assert all_keys(app) == before
 
     result = run(app, "purge", "--before", "2026-02-02")
     assert result.exit_code == 0
     assert result.output == "Deleted 4 keys of periods that ended before 2026-02-02.\n"
-    assert sorted(key.decode() for key in client.keys("*")) == sorted(
-        set(before) - set(gone)
-    )
+    assert all_keys(app) == sorted(set(before) - set(gone))
 
 
 def test_purge_bad_date_is_one_line_and_exit_1(app: Flask) -> None:
@@ -243,6 +267,7 @@ def test_purge_bad_date_is_one_line_and_exit_1(app: Flask) -> None:
 
 def test_stats_memory_per_event_and_writer_counters(seeded: Flask) -> None:
     text = run(seeded, "stats")
+    layout = seeded.extensions["bitmapist"].state(seeded).store.layout
     assert text.exit_code == 0
     lines = text.output.splitlines()
     assert lines[0].split() == ["event", "keys", "memory"]
@@ -252,13 +277,14 @@ def test_stats_memory_per_event_and_writer_counters(seeded: Flask) -> None:
     data = json.loads(run(seeded, "stats", "--json").output)
     signup = data["events"][2]
     assert signup["event"] == "signup"
-    days = {(NOW - timedelta(days=ago)).date() for ago in range(3)}
-    periods = (
-        len(days)
-        + len({d.isocalendar()[:2] for d in days})
-        + len({(d.year, d.month) for d in days})
-    )
-    assert signup["keys"] == periods
+    # A key per period and shard that holds a signup (the fixture's marks).
+    expected = {
+        layout.key("signup", Period.of(unit, NOW - timedelta(days=ago)), shard)
+        for ago, users in ((0, range(6)), (1, range(6, 10)), (2, range(10, 13)))
+        for shard in {layout.split(user)[0] for user in users}
+        for unit in ("day", "week", "month")
+    }
+    assert signup["keys"] == len(expected)
     assert signup["bytes"] > 0
     assert data["writer"]["mode"] == "sync"
 

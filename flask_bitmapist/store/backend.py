@@ -156,7 +156,7 @@ class Store:
 _READ_ATTEMPTS = 3
 
 #: A script to EVAL: its text, its keys, its other arguments.
-Script = tuple[str, Sequence[str], Sequence[str | int]]
+Script = tuple[str, Sequence[str], Sequence[str | int | bytes]]
 
 
 def _execute_on_nodes(client: RedisCluster, scripts: Sequence[Script]) -> list[Any]:

@@ -66,6 +66,7 @@ Ref = EventKey | NamedKey | Scratch
 #   G key                              GET ("" for a missing key)
 #   T key offset                       GETBIT
 #   P key                              BITPOS key 1
+#   L key                              PTTL (-1: no TTL, -2: no key)
 #   R primary source cell replace count cells...
 #                                      a cohort row: the primary's BITCOUNT,
 #                                      then each cell's count (see the report)
@@ -96,6 +97,9 @@ local function run()
             i = i + 3
         elseif op == "P" then
             results[#results + 1] = redis.call("BITPOS", key(ARGV[i + 1]), 1)
+            i = i + 2
+        elseif op == "L" then
+            results[#results + 1] = redis.call("PTTL", key(ARGV[i + 1]))
             i = i + 2
         elseif op == "R" then
             local primary, source = key(ARGV[i + 1]), key(ARGV[i + 2])
@@ -191,6 +195,10 @@ class Program:
     def first_bit(self, ref: Ref) -> int:
         """Read ``BITPOS ref 1``: the first set bit, or -1."""
         return self._read("P", ref)
+
+    def ttl(self, ref: Ref) -> int:
+        """Read ``PTTL``: milliseconds, -1 without a TTL, -2 without a key."""
+        return self._read("L", ref)
 
     def cohort_row(self, primary: Ref, cells: Sequence[Ref], replace: bool) -> int:
         """Read a cohort row: ``[total, count of cell 0, ...]``, or ``[0]``

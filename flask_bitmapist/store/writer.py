@@ -144,7 +144,7 @@ def mark_keys(mark: Mark, layout: KeyLayout = BITMAPIST) -> list[str]:
 # parser), CPU that a host app's request threads pay for through the GIL; this
 # way it is about 1 us (scripts/bench.py). The offsets of each key travel as one
 # space-separated string, one for the bits to set and one for those to clear.
-_SETBITS_SCRIPT = """
+SETBITS_SCRIPT = """
 for index, key in ipairs(KEYS) do
     for offset in string.gmatch(ARGV[2 * index - 1], "%d+") do
         redis.call("SETBIT", key, offset, 1)
@@ -247,7 +247,7 @@ def write_marks(
         if new_shards:
             bits_by_key = {registry: dict.fromkeys(new_shards, 1), **bits_by_key}  # type: ignore[dict-item]
         store.client.eval(
-            _SETBITS_SCRIPT, len(bits_by_key), *bits_by_key, *_offsets(bits_by_key)
+            SETBITS_SCRIPT, len(bits_by_key), *bits_by_key, *_offsets(bits_by_key)
         )
     else:
         _write_shards(store, bits_by_key, shard_of_key, marks_by_shard, new_shards)
@@ -281,13 +281,13 @@ def _write_shards(
         keys_by_shard.setdefault(shard_of_key[key], {})[key] = bits
     order = sorted(keys_by_shard)
     scripts: list[Script] = [
-        (_SETBITS_SCRIPT, list(keys_by_shard[shard]), _offsets(keys_by_shard[shard]))
+        (SETBITS_SCRIPT, list(keys_by_shard[shard]), _offsets(keys_by_shard[shard]))
         for shard in order
     ]
     registry = store.layout.registry_key
     if new_shards and registry is not None:
         registry_bits = {registry: dict.fromkeys(new_shards, 1)}
-        scripts.append((_SETBITS_SCRIPT, [registry], _offsets(registry_bits)))
+        scripts.append((SETBITS_SCRIPT, [registry], _offsets(registry_bits)))
     replies = store.execute(scripts)
     failed = {
         shard: reply
