@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 from datetime import date, datetime, timedelta, timezone
+from fnmatch import fnmatchcase
 
 import pytest
 from hypothesis import given
@@ -14,6 +15,7 @@ from flask_bitmapist.store.layout import (
     BITMAPIST,
     EVER,
     Period,
+    ShardedLayout,
     locate,
     period_range,
     to_utc,
@@ -180,3 +182,71 @@ def test_to_utc() -> None:
 def test_labels_for_people(unit: str, label: str) -> None:
     assert Period.of(unit, at(2021, 1, 1, 5, 30)).label == label  # type: ignore[arg-type]
     assert EVER.label == "ever"
+
+
+SHARDED = ShardedLayout(20)
+
+
+def test_sharded_keys_carry_the_shard_as_their_hash_tag() -> None:
+    day = Period.of("day", datetime(2026, 3, 14, 9, tzinfo=timezone.utc))
+    assert SHARDED.split(0) == (0, 0)
+    assert SHARDED.split(2**20 - 1) == (0, 2**20 - 1)
+    assert SHARDED.split(2**20) == (1, 0)
+    assert SHARDED.split(5 * 2**20 + 17) == (5, 17)
+    assert SHARDED.first_id(5) == 5 * 2**20
+    assert locate(SHARDED, "play", day, 5 * 2**20 + 17) == (
+        "trackist{5}_play_2026-3-14",
+        17,
+    )
+    assert SHARDED.keys("play", Period.of("year", day.start), [0, 3])[::11] == (
+        "trackist{0}_play_2026-1",
+        "trackist{0}_play_2026-12",
+        "trackist{3}_play_2026-11",
+    )
+    assert SHARDED.temporary_key("q_1", 7) == "trackist{7}_bitop_q_1"
+    assert SHARDED.registry_key == "trackist:shards"
+    assert BITMAPIST.registry_key is None
+
+
+@given(
+    event=st.text(
+        st.characters(blacklist_categories=("Cc", "Cs", "Zs", "Zl", "Zp")), min_size=1
+    ).filter(lambda name: not name.startswith("bitop_") and name.isprintable()),
+    shard=st.integers(0, 2**12),
+    unit=st.sampled_from(["hour", "day", "week", "month", "ever"]),
+    when=st.datetimes(datetime(1971, 1, 1), datetime(9998, 1, 1), timezones=st.just(timezone.utc)),
+)  # fmt: skip
+def test_a_sharded_key_parses_back_whatever_its_event_is_called(
+    event: str, shard: int, unit: str, when: datetime
+) -> None:
+    period = Period.of(unit, when)  # type: ignore[arg-type]
+    key = SHARDED.key(event, period, shard)
+    assert key.index("{") == len("trackist")  # the hash tag is the shard's
+    assert SHARDED.parse(key) == (event, period)
+    assert BITMAPIST.parse(key) is None  # neither layout reads the other's keys
+    assert SHARDED.parse(BITMAPIST.key(event, period)) is None
+    # Redis's glob, as fnmatch's, for names without glob characters.
+    prefix = "" if set(event[:2]) & set("*?[]\\") else event[:2]
+    assert fnmatchcase(key, SHARDED.scan_pattern(prefix))
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "trackist{3}_bitop_fb_1_0",
+        "trackist{03}_play_2026-3-14",
+        "trackist{x}_play_2026-3-14",
+        "trackist{3}play_2026-3-14",
+        "trackist:shards",
+        "trackist{3}_play_2026-13",
+    ],
+)
+def test_sharded_parse_refuses_what_is_not_an_event_key(key: str) -> None:
+    assert SHARDED.parse(key) is None
+
+
+@pytest.mark.parametrize("bits", [2, 33, True, 20.0, "20"])
+def test_a_shard_size_out_of_range_is_refused(bits: object) -> None:
+    with pytest.raises(ValueError) as error:
+        ShardedLayout(bits)  # type: ignore[arg-type]
+    assert str(error.value) == f"shard_bits must be an int from 3 to 32, got {bits!r}."

@@ -20,6 +20,7 @@ from flask_bitmapist import (
     get_event_data,
     mark_event,
 )
+from flask_bitmapist.report import cohort as cohort_module
 from flask_bitmapist.store.layout import Period
 
 UTC = timezone.utc
@@ -493,3 +494,57 @@ def test_bad_chain_and_event_data_arguments(app: Flask) -> None:
             get_event_data("a", "hour")
         with pytest.raises(ValueError, match="Event name must be a str"):
             get_event_data(None)  # type: ignore[arg-type]
+
+
+def test_a_sharded_query_costs_a_round_trip_per_node_and_one_for_the_shards(
+    days_data: Flask, round_trips: Any
+) -> None:
+    state = days_data.extensions["bitmapist"].state(days_data)
+    client = state.client
+    with days_data.app_context():
+        mark_all("signup", day(14), [200, 300, 400])  # more shards, more slots
+        shards = state.store.shards()
+        if isinstance(client, redis.RedisCluster):
+            nodes = {client.get_node_from_key(f"{{{shard}}}").name for shard in shards}
+            expected = 1 + len(nodes)  # the registry, then each node once
+            assert len(nodes) == 3
+        elif state.settings.key_layout == "sharded":
+            expected = 2  # the registry, then one pipeline
+        else:
+            expected = 1
+        for query in (
+            lambda: get_cohort("signup", "active", num_rows=30, num_cols=30, now=NOW),
+            lambda: len(get_event_data("signup", "months", now=NOW)),
+            lambda: list(get_event_data("signup", "years", now=NOW).get_uuids()),
+        ):
+            round_trips.count = 0
+            query()
+            assert round_trips.count == expected
+
+
+@pytest.mark.parametrize("cells", [1, 7, 500])
+def test_a_cohort_cut_into_programs_counts_the_same(
+    days_data: Flask, monkeypatch: pytest.MonkeyPatch, cells: int
+) -> None:
+    queries: list[dict[str, Any]] = [
+        {"with_replacement": False},
+        {"with_replacement": True},
+        {"additional_events": [{"name": "paid", "op": "or"}]},
+    ]
+    with days_data.app_context():
+        whole = [
+            get_cohort("signup", "active", num_rows=6, num_cols=4, now=NOW, **query)
+            for query in queries
+        ]
+        monkeypatch.setattr(cohort_module, "_CELLS_PER_PROGRAM", cells)
+        cut = [
+            get_cohort("signup", "active", num_rows=6, num_cols=4, now=NOW, **query)
+            for query in queries
+        ]
+    assert cut == whole
+    assert whole[0][0][-3:] == [
+        [2, 1, 0, None],
+        [1, 0, None, None],
+        [1, None, None, None],
+    ]
+    assert no_temporary_keys(days_data)

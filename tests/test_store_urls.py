@@ -19,7 +19,8 @@ from flask import Flask
 
 from flask_bitmapist import ConfigError, FlaskBitmapist, Settings, mark_event
 from flask_bitmapist.config import HostListUrl, mask_password, parse_host_list_url
-from flask_bitmapist.testing import RedisProcess, free_port
+from flask_bitmapist.store.layout import ShardedLayout
+from flask_bitmapist.testing import ClusterProcess, RedisProcess, free_port
 
 NOW = datetime(2026, 3, 14, 15, 9, tzinfo=timezone.utc)
 SCHEMES = (
@@ -511,3 +512,69 @@ def test_options_may_ask_for_redis_pys_retries(tmp_path: Path) -> None:
     FlaskBitmapist(app)
     client = app.extensions["bitmapist"].state(app).client
     assert client.connection_pool.connection_kwargs["retry"] is retry
+
+
+def test_a_cluster_url_gives_a_cluster_client_with_the_options(
+    tmp_path: Path, redis_cluster: ClusterProcess
+) -> None:
+    redis_cluster.flushall()
+    app = Flask("cluster", instance_path=str(tmp_path))
+    app.config.update(
+        TESTING=True,
+        BITMAPIST_REDIS_URL=redis_cluster.url,
+        BITMAPIST_REDIS_OPTIONS={"socket_timeout": 1.5, "client_name": "analytics"},
+    )
+    state = FlaskBitmapist(app).state(app)
+    client = state.client
+    assert isinstance(client, redis.RedisCluster)
+    assert state.settings.key_layout == "sharded"
+    assert state.store.layout == ShardedLayout(20)
+    ports = {node.port for node in client.get_primaries()}
+    assert ports == {port for _, port in redis_cluster.startup_nodes}
+    node = client.get_primaries()[0]
+    kwargs = node.redis_connection.connection_pool.connection_kwargs
+    assert (kwargs["socket_timeout"], kwargs["client_name"]) == (1.5, "analytics")
+    with app.app_context():
+        mark_event("signup", 2**20 + 3, now=datetime(2026, 3, 14, tzinfo=timezone.utc))
+    assert client.getbit("trackist{1}_signup_2026-3-14", 3) == 1
+    assert client.getbit("trackist:shards", 1) == 1
+
+
+def test_a_cluster_needs_the_sharded_layout(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as error:
+        init(tmp_path, "redis+cluster://127.0.0.1:7000", key_layout="bitmapist")
+    assert str(error.value) == (
+        "BITMAPIST_KEY_LAYOUT must be 'sharded' with a Redis Cluster "
+        "(redis+cluster://): bitmapist's layout puts a query's keys in many "
+        "slots, which a cluster cannot combine."
+    )
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"BITMAPIST_KEY_LAYOUT": "pilosa"}, "BITMAPIST_KEY_LAYOUT must be one of bitmapist, sharded, got 'pilosa'."),
+        ({"BITMAPIST_SHARD_BITS": 33}, "BITMAPIST_SHARD_BITS must be an int from 3 to 32, got 33."),
+        ({"BITMAPIST_SHARD_BITS": True}, "BITMAPIST_SHARD_BITS must be an int from 3 to 32, got True."),
+    ],
+)  # fmt: skip
+def test_bad_layout_settings_are_config_errors(
+    config: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigError) as error:
+        Settings.from_mapping(config, testing=True)
+    assert str(error.value) == message
+
+
+def test_a_cluster_that_does_not_answer_at_init_app_is_one_sentence(
+    tmp_path: Path,
+) -> None:
+    url = f"redis+cluster://:hunter2@127.0.0.1:{free_port()}"
+    with pytest.raises(redis.ConnectionError) as error:
+        init(tmp_path, url)
+    message = str(error.value)
+    assert message.startswith(
+        f"BITMAPIST_REDIS_URL {mask_password(url)!r}: no startup node of the "
+        "cluster answered, and redis-py needs one to build the client ("
+    )
+    assert "hunter2" not in message

@@ -18,7 +18,7 @@ from typing import Any
 from ..state import resolve_store
 from ..store.backend import Store
 from ..store.layout import Period, to_utc, unit_of_time_group
-from ..store.program import Program
+from ..store.program import Program, Ref
 from .events import (
     EventSet,
     FieldError,
@@ -32,6 +32,10 @@ from .events import (
 )
 
 Cohort = list[list[int | None]]
+#: The most cells one script of a cohort counts, so that it holds a node for
+#: a few milliseconds: on 100,000 users a day, a cell's AND and BITCOUNT take
+#: about 25 us (scripts/bench_queries.py).
+_CELLS_PER_PROGRAM = 500
 
 
 def get_cohort(
@@ -84,37 +88,62 @@ def get_cohort(
 
     row_offsets = range(1 - rows, 1)
     periods = {offset: period_of(group, when, offset) for offset in row_offsets}
-    # One program per row, run on every shard: each builds its own primary
-    # and chained keys (a scratch key per chained cell, none without
-    # additional events), so that a row holds a node only for its own
-    # columns, and is sent again on its own after a failover.
-    programs = []
+    # Programs of whole rows, run on every shard: each builds its own
+    # chained keys (none without additional events), so that it can be sent
+    # again on its own after a failover, and holds a node for at most
+    # _CELLS_PER_PROGRAM cells.
+    primaries = {
+        offset: EventSet.of_period(primary_event_name, period, store)
+        for offset, period in periods.items()
+    }
+    chains = {
+        offset: chained_set(store, secondary_event_name, chained, period)
+        for offset, period in periods.items()
+    }
+    # Rows go into programs of at most _CELLS_PER_PROGRAM cells (a row is
+    # never split), each building the chained keys its rows need once.
+    programs: list[Program] = []
+    rows_of: list[int] = []  # each program's number of rows
+    cells_in_program = _CELLS_PER_PROGRAM
+    emitted: dict[int, Ref] = {}
     for row_offset in row_offsets:
-        program = Program()
-        primary = EventSet.of_period(
-            primary_event_name, periods[row_offset], store
-        ).emit(program)
-        cells = [
-            chained_set(store, secondary_event_name, chained, periods[offset]).emit(
-                program
-            )
-            for offset in range(row_offset, min(row_offset + cols, 1))
-        ]
-        program.cohort_row(primary, cells, with_replacement)
-        programs.append(program)
+        offsets = range(row_offset, min(row_offset + cols, 1))
+        if cells_in_program + len(offsets) > _CELLS_PER_PROGRAM:
+            program = Program()
+            programs.append(program)
+            rows_of.append(0)
+            cells_in_program = 0
+            emitted = {}
+        for offset in offsets:
+            if offset not in emitted:
+                emitted[offset] = chains[offset].emit(program)
+        program.cohort_row(
+            primaries[row_offset].emit(program),
+            [emitted[offset] for offset in offsets],
+            with_replacement,
+        )
+        rows_of[-1] += 1
+        cells_in_program += len(offsets)
     shards = store.shards()
     results = store.run(
         [(program, shard) for program in programs for shard in shards],
         current_temp_key_ttl(),
     )
+    # Each row's counts, summed over the shards.
+    row_sums: list[list[int]] = []
+    for number, row_count in enumerate(rows_of):
+        first = len(row_sums)
+        row_sums += [
+            [0] * (1 + min(cols, rows - row)) for row in range(first, first + row_count)
+        ]
+        for result in results[number * len(shards) : (number + 1) * len(shards)]:
+            for index, row in enumerate(result):
+                for cell, value in enumerate(row):
+                    row_sums[first + index][cell] += int(value)
 
     totals: list[int] = []
     cohort: Cohort = []
-    for row in range(rows):
-        sums = [0] * (1 + min(cols, rows - row))
-        for result in results[row * len(shards) : (row + 1) * len(shards)]:
-            for index, value in enumerate(result[0]):
-                sums[index] += int(value)
+    for sums in row_sums:
         total, *counts = sums
         totals.append(total)
         if total == 0:

@@ -16,6 +16,7 @@ import redis
 import redis.sentinel
 from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
+from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
 from ..config import (
@@ -56,7 +57,8 @@ def create_client(
     write; sentinels that do not answer are skipped (see ``_check_service``).
     ``redis+cluster://[[USER]:PASSWORD@]HOST:PORT[,HOST:PORT...]`` gives
     redis-py's :class:`~redis.cluster.RedisCluster` with those startup nodes;
-    the rest of the cluster is learnt from them (see :func:`_cluster_client`).
+    the rest of the cluster is learnt from them, here: a cluster none of
+    whose startup nodes answers raises :exc:`redis.ConnectionError`.
 
     ``options`` are keyword arguments for the client, and win over
     ``socket_timeout``. With a Sentinel URL they configure the master's
@@ -128,11 +130,8 @@ def _cluster_client(
     """A :class:`~redis.cluster.RedisCluster` of the startup nodes ``parsed``
     names, with the URL's credentials and ``keywords``.
 
-    redis-py asks the startup nodes for the slot map when the client is
-    built. A cluster that does not answer then is an outage like any other:
-    the app starts, and its writes fail (and are retried or counted) until
-    the cluster answers, so the client is built again at the first command
-    that finds it missing (see :class:`_LazyCluster`).
+    redis-py reads the slot map from the startup nodes when it builds the
+    client, so, unlike one node's, a cluster must answer at ``init_app``.
     """
     credentials: dict[str, Any] = {
         key: value
@@ -147,6 +146,11 @@ def _cluster_client(
         return RedisCluster(startup_nodes=startup_nodes, **credentials, **keywords)  # type: ignore[no-any-return,unused-ignore]
     except TypeError as error:
         raise ConfigError(f"BITMAPIST_REDIS_OPTIONS cannot be used: {error}.") from None
+    except (RedisClusterException, redis.RedisError) as error:
+        raise redis.ConnectionError(
+            f"BITMAPIST_REDIS_URL {mask_password(url)!r}: no startup node of the "
+            f"cluster answered, and redis-py needs one to build the client ({error})."
+        ) from None
 
 
 def _sentinel_master(

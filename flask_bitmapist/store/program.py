@@ -59,8 +59,9 @@ class Scratch:
 Ref = EventKey | NamedKey | Scratch
 
 # ARGV[1] is the TTL of a kept scratch key, ARGV[2] that key's index in KEYS
-# (0: none), ARGV[3] the number of scratch keys to delete at the end, then
-# their indexes, then the instructions, each a letter and its arguments:
+# (0: none), ARGV[3] the indexes of the scratch keys to delete at the end,
+# ARGV[4] the instructions: words separated by spaces (one argument to pack,
+# not one per word), each a letter and its arguments, keys as KEYS indexes:
 #   B op destination count sources...  BITOP op into a scratch key
 #   C key                              BITCOUNT
 #   G key                              GET ("" for a missing key)
@@ -74,37 +75,39 @@ Ref = EventKey | NamedKey | Scratch
 # whatever fails (a key of another type), and the error is returned then.
 PROGRAM_SCRIPT = """
 local function key(word) return KEYS[tonumber(word)] end
+local words = {}
+for word in string.gmatch(ARGV[4], "%S+") do words[#words + 1] = word end
 local results = {}
-local first = 4 + tonumber(ARGV[3])
 local function run()
-    local i = first
-    while i <= #ARGV do
-        local op = ARGV[i]
+    local i = 1
+    while i <= #words do
+        local op = words[i]
         if op == "B" then
-            local count = tonumber(ARGV[i + 3])
+            local count = tonumber(words[i + 3])
             local sources = {}
-            for j = 1, count do sources[j] = key(ARGV[i + 3 + j]) end
-            redis.call("BITOP", ARGV[i + 1], key(ARGV[i + 2]), unpack(sources))
+            for j = 1, count do sources[j] = key(words[i + 3 + j]) end
+            redis.call("BITOP", words[i + 1], key(words[i + 2]), unpack(sources))
             i = i + 4 + count
         elseif op == "C" then
-            results[#results + 1] = redis.call("BITCOUNT", key(ARGV[i + 1]))
+            results[#results + 1] = redis.call("BITCOUNT", key(words[i + 1]))
             i = i + 2
         elseif op == "G" then
-            results[#results + 1] = redis.call("GET", key(ARGV[i + 1])) or ""
+            results[#results + 1] = redis.call("GET", key(words[i + 1])) or ""
             i = i + 2
         elseif op == "T" then
-            results[#results + 1] = redis.call("GETBIT", key(ARGV[i + 1]), ARGV[i + 2])
+            local bit = redis.call("GETBIT", key(words[i + 1]), words[i + 2])
+            results[#results + 1] = bit
             i = i + 3
         elseif op == "P" then
-            results[#results + 1] = redis.call("BITPOS", key(ARGV[i + 1]), 1)
+            results[#results + 1] = redis.call("BITPOS", key(words[i + 1]), 1)
             i = i + 2
         elseif op == "L" then
-            results[#results + 1] = redis.call("PTTL", key(ARGV[i + 1]))
+            results[#results + 1] = redis.call("PTTL", key(words[i + 1]))
             i = i + 2
         elseif op == "R" then
-            local primary, source = key(ARGV[i + 1]), key(ARGV[i + 2])
-            local cell = key(ARGV[i + 3])
-            local replace, count = ARGV[i + 4] == "1", tonumber(ARGV[i + 5])
+            local primary, source = key(words[i + 1]), key(words[i + 2])
+            local cell = key(words[i + 3])
+            local replace, count = words[i + 4] == "1", tonumber(words[i + 5])
             local total = redis.call("BITCOUNT", primary)
             local row = {total}
             if total > 0 then
@@ -114,7 +117,7 @@ local function run()
                     source = primary
                 end
                 for j = 1, count do
-                    redis.call("BITOP", "AND", cell, source, key(ARGV[i + 5 + j]))
+                    redis.call("BITOP", "AND", cell, source, key(words[i + 5 + j]))
                     local found = redis.call("BITCOUNT", cell)
                     row[#row + 1] = found
                     if found > 0 and not replace then
@@ -131,7 +134,7 @@ local function run()
 end
 local ok, problem = pcall(run)
 local doomed = {}
-for j = 1, tonumber(ARGV[3]) do doomed[j] = key(ARGV[3 + j]) end
+for word in string.gmatch(ARGV[3], "%S+") do doomed[#doomed + 1] = key(word) end
 if #doomed > 0 then redis.call("DEL", unpack(doomed)) end
 if not ok then
     if type(problem) == "table" and problem.err then problem = problem.err end
@@ -148,19 +151,25 @@ class Program:
     """The BITOPs and reads of a query for one shard, written once and run
     on each shard (see the module's documentation).
 
-    Each read returns its index among the program's results.
+    Each read returns its index among the program's results. The keys a
+    program names are numbered as they first appear, so that running it on
+    a shard costs a key name per key, and the instructions are the same text
+    on every shard.
     """
 
     def __init__(self) -> None:
-        self._words: list[_Word] = []
+        self._words: list[str] = []
+        self._refs: dict[Ref, int] = {}
         self._scratch = 0
         self._reads = 0
         self._keep: Scratch | None = None
 
     def scratch(self) -> Scratch:
         """A new scratch key."""
+        ref = Scratch(self._scratch)
         self._scratch += 1
-        return Scratch(self._scratch - 1)
+        self._number(ref)
+        return ref
 
     def bitop(self, operation: BitOperation, sources: Sequence[Ref]) -> Scratch:
         """``BITOP operation`` of ``sources`` into a new scratch key."""
@@ -172,7 +181,7 @@ class Program:
         self, operation: BitOperation, destination: Scratch, sources: Sequence[Ref]
     ) -> None:
         """``BITOP operation`` of ``sources`` into ``destination``."""
-        self._words += ["B", operation, destination, len(sources), *sources]
+        self._add("B", operation, destination, len(sources), *sources)
 
     def union(self, sources: Sequence[Ref]) -> Ref:
         """The OR of ``sources``: the source itself when there is one."""
@@ -233,31 +242,37 @@ class Program:
             unique name).
         :param ttl: the seconds a kept scratch key lives.
         """
-        keys: list[str] = []
-        index_of: dict[Ref, int] = {}
+        keys = []
+        for ref in self._refs:
+            if isinstance(ref, EventKey):
+                keys.append(layout.key(ref.event_name, ref.period, shard))
+            elif isinstance(ref, NamedKey):
+                keys.append(ref.key)
+            else:
+                keys.append(layout.temporary_key(f"{name}_{ref.index}", shard))
+        kept = 0 if self._keep is None else self._refs[self._keep]
+        doomed = " ".join(
+            str(number)
+            for ref, number in self._refs.items()
+            if isinstance(ref, Scratch) and number != kept
+        )
+        return keys, [ttl, kept, doomed, " ".join(self._words)]
 
-        def index(ref: Ref) -> int:
-            found = index_of.get(ref)
-            if found is None:
-                if isinstance(ref, EventKey):
-                    keys.append(layout.key(ref.event_name, ref.period, shard))
-                elif isinstance(ref, NamedKey):
-                    keys.append(ref.key)
-                else:
-                    keys.append(layout.temporary_key(f"{name}_{ref.index}", shard))
-                found = index_of[ref] = len(keys)
-            return found
+    def _number(self, ref: Ref) -> int:
+        number = self._refs.get(ref)
+        if number is None:
+            number = self._refs[ref] = len(self._refs) + 1
+        return number
 
-        instructions = [
-            index(word) if isinstance(word, (EventKey, NamedKey, Scratch)) else word
-            for word in self._words
+    def _add(self, *words: _Word) -> None:
+        self._words += [
+            str(self._number(word))
+            if isinstance(word, (EventKey, NamedKey, Scratch))
+            else str(word)
+            for word in words
         ]
-        scratch = [index(Scratch(number)) for number in range(self._scratch)]
-        kept = 0 if self._keep is None else index(self._keep)
-        doomed = [number for number in scratch if number != kept]
-        return keys, [ttl, kept, len(doomed), *doomed, *instructions]
 
     def _read(self, *words: _Word) -> int:
-        self._words += words
+        self._add(*words)
         self._reads += 1
         return self._reads - 1
