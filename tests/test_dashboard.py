@@ -38,13 +38,28 @@ def mark_days(app: Flask, event: str, users_by_day: dict[int, range]) -> None:
                 mark_event(event, user, now=NOW - timedelta(days=days_ago))
 
 
-@pytest.fixture
-def seeded(app: Flask) -> Flask:
+def seed(app: Flask) -> Flask:
+    """Three days of signups, plays and payments of users 0..19 (shards 0,
+    1 and 2 of the tests' sharded stores)."""
     mark_days(app, "signup", {0: range(0, 10), 1: range(10, 16), 2: range(16, 20)})
     mark_days(app, "play", {0: range(0, 4), 1: range(10, 13), 2: range(16, 20)})
     mark_days(app, "play", {0: range(10, 11), 1: range(16, 18)})
     mark_days(app, "pay", {0: range(0, 2), 1: range(16, 17)})
     return app
+
+
+@pytest.fixture
+def seeded(app: Flask) -> Flask:
+    """The seeded data in bitmapist's layout on one node: for the tests of
+    access, requests and rendering, which do not depend on the store."""
+    return seed(app)
+
+
+@pytest.fixture
+def store_seeded(store_app: Flask) -> Flask:
+    """The seeded data on each of conftest.STORES: for the tests of the
+    counts, histories and cohorts the pages show."""
+    return seed(store_app)
 
 
 # Access
@@ -172,13 +187,15 @@ def rows_of(html: str) -> dict[str, list[int]]:
     return found
 
 
-def test_overview_lists_every_event_with_its_four_counts(app: Flask) -> None:
+def test_overview_lists_every_event_with_its_four_counts(store_app: Flask) -> None:
+    app = store_app
     last_year = NOW.replace(year=NOW.year - 1)
+    # Users of different shards (0, 1, 2, 12) of the sharded stores.
     with app.app_context():
         mark_event("visit", 1, now=NOW)
-        mark_event("visit", 2, now=NOW)
-        mark_event("visit", 3, now=NOW.replace(day=1) - timedelta(days=1))
-        mark_event("visit", 4, now=last_year)
+        mark_event("visit", 9, now=NOW)
+        mark_event("visit", 17, now=NOW.replace(day=1) - timedelta(days=1))
+        mark_event("visit", 100, now=last_year)
         mark_event("old", 5, now=last_year)
     html = app.test_client().get("/bitmapist/").text
     rows = rows_of(html)
@@ -203,16 +220,16 @@ def test_overview_counts_cost_one_round_trip_however_many_events(
     assert all(counts[name].day == 1 and counts[name].year == 1 for name in names)
 
 
-def test_overview_filters_by_prefix_and_rejects_bad_ones(seeded: Flask) -> None:
-    client = seeded.test_client()
+def test_overview_filters_by_prefix_and_rejects_bad_ones(store_seeded: Flask) -> None:
+    client = store_seeded.test_client()
     assert list(rows_of(client.get("/bitmapist/?prefix=p").text)) == ["pay", "play"]
     response = client.get("/bitmapist/?prefix=a%20b")
     assert response.status_code == 400
     assert "prefix must be the start of an event name" in response.text
 
 
-def test_overview_shows_the_writer_counters(seeded: Flask) -> None:
-    html = seeded.test_client().get("/bitmapist/").text
+def test_overview_shows_the_writer_counters(store_seeded: Flask) -> None:
+    html = store_seeded.test_client().get("/bitmapist/").text
     marks = 10 + 6 + 4 + 4 + 3 + 4 + 1 + 2 + 2 + 1
     assert f"<dt>Queued</dt><dd>{marks}</dd>" in html
     assert f"<dt>Written</dt><dd>{marks}</dd>" in html
@@ -231,9 +248,9 @@ def test_query_keys_are_not_listed_as_events(
 
 
 def test_event_page_charts_thirty_days_and_lists_weeks_and_months(
-    seeded: Flask,
+    store_seeded: Flask,
 ) -> None:
-    html = seeded.test_client().get("/bitmapist/event/play").text
+    html = store_seeded.test_client().get("/bitmapist/event/play").text
     bars = re.findall(r"<title>(\d{4}-\d\d-\d\d): (\d+) users</title>", html)
     assert len(bars) == 30
     expected_last = [
@@ -265,8 +282,8 @@ def test_event_page_of_an_impossible_name_is_404(app: Flask, name: str) -> None:
     assert app.test_client().get(f"/bitmapist/event/{name}").status_code == 404
 
 
-def test_cohort_form_lists_the_events_for_the_pickers(seeded: Flask) -> None:
-    html = seeded.test_client().get("/bitmapist/cohort").text
+def test_cohort_form_lists_the_events_for_the_pickers(store_seeded: Flask) -> None:
+    html = store_seeded.test_client().get("/bitmapist/cohort").text
     assert re.findall(r'<option value="([^"]+)"></option>', html) == [
         "pay",
         "play",
@@ -300,6 +317,11 @@ BODY = {
 }
 
 
+# BODY's cohort and row totals, worked by hand from the seeded data.
+BODY_COHORT = [[4, 0, 0], [3, 0, None], [4, None, None]]
+BODY_TOTALS = [4, 6, 10]
+
+
 def cells_of(html: str) -> list[list[int | None]]:
     """The heatmap's cells, row by row, from their data attributes."""
     table: dict[int, dict[int, int | None]] = {}
@@ -325,27 +347,27 @@ def expected(app: Flask, body: dict[str, Any]) -> tuple[Any, Any, Any]:
 
 @pytest.mark.parametrize("with_replacement", [False, True])
 def test_post_cohort_returns_the_heatmap_of_get_cohort(
-    seeded: Flask, with_replacement: bool
+    store_seeded: Flask, with_replacement: bool
 ) -> None:
     body = {**BODY, "with_replacement": with_replacement}
-    response = seeded.test_client().post("/bitmapist/cohort", json=body)
+    response = store_seeded.test_client().post("/bitmapist/cohort", json=body)
     assert response.status_code == 200
-    cohort, _, totals = expected(seeded, body)
+    cohort, _, totals = expected(store_seeded, body)
     assert cells_of(response.text) == cohort
     # Worked by hand from the seeded data: play or pay, 3 days.
     if with_replacement:
         assert cohort == [[4, 2, 0], [3, 1, None], [4, None, None]]
     else:
-        assert cohort == [[4, 0, 0], [3, 0, None], [4, None, None]]
+        assert cohort == BODY_COHORT
     users = re.findall(r'<td class="num users">(\d+)</td>', response.text)
-    assert [int(value) for value in users] == totals == [4, 6, 10]
+    assert [int(value) for value in users] == totals == BODY_TOTALS
     assert '<th scope="row">Average</th>' in response.text
     assert '<th scope="row">Total</th>' in response.text
     assert "<html" not in response.text
 
 
-def test_heatmap_shades_cells_by_their_share_of_the_row(seeded: Flask) -> None:
-    html = seeded.test_client().post("/bitmapist/cohort", json=BODY).text
+def test_heatmap_shades_cells_by_their_share_of_the_row(store_seeded: Flask) -> None:
+    html = store_seeded.test_client().post("/bitmapist/cohort", json=BODY).text
     shades = re.findall(
         r'class="cell num (heat-\d+)(?: running)?" data-row="(\d)"', html
     )
@@ -360,11 +382,13 @@ def test_heatmap_shades_cells_by_their_share_of_the_row(seeded: Flask) -> None:
     ]
 
 
-def test_json_format_returns_the_data_with_iso_dates(seeded: Flask) -> None:
-    response = seeded.test_client().post("/bitmapist/cohort?format=json", json=BODY)
+def test_json_format_returns_the_data_with_iso_dates(store_seeded: Flask) -> None:
+    response = store_seeded.test_client().post(
+        "/bitmapist/cohort?format=json", json=BODY
+    )
     data = response.get_json()
-    cohort, dates, totals = expected(seeded, BODY)
-    assert data["cohort"] == cohort
+    cohort, dates, totals = expected(store_seeded, BODY)
+    assert data["cohort"] == cohort == BODY_COHORT
     assert data["dates"] == [date.isoformat() for date in dates]
     assert data["dates"][-1] == NOW.date().isoformat() + "T00:00:00+00:00"
     assert data["row_totals"] == totals
@@ -375,15 +399,18 @@ def test_json_format_returns_the_data_with_iso_dates(seeded: Flask) -> None:
     assert data["request"] == BODY
 
 
-def test_csv_format_is_a_download_of_the_same_numbers(seeded: Flask) -> None:
-    response = seeded.test_client().post("/bitmapist/cohort?format=csv", json=BODY)
+def test_csv_format_is_a_download_of_the_same_numbers(store_seeded: Flask) -> None:
+    response = store_seeded.test_client().post(
+        "/bitmapist/cohort?format=csv", json=BODY
+    )
     assert response.mimetype == "text/csv"
     assert (
         response.headers["Content-Disposition"]
         == 'attachment; filename="cohort-signup-play.csv"'
     )
     lines = list(csv.reader(io.StringIO(response.text)))
-    cohort, dates, totals = expected(seeded, BODY)
+    cohort, dates, totals = expected(store_seeded, BODY)
+    assert (cohort, totals) == (BODY_COHORT, BODY_TOTALS)
     assert lines[0] == ["period", "users", "+0 days", "+1 days", "+2 days"]
     for line, date, total, row in zip(lines[1:4], dates, totals, cohort, strict=True):
         assert line == [
@@ -395,33 +422,34 @@ def test_csv_format_is_a_download_of_the_same_numbers(seeded: Flask) -> None:
     assert len(lines) == 6
 
 
-def test_csv_as_percent_has_two_decimals(seeded: Flask) -> None:
+def test_csv_as_percent_has_two_decimals(store_seeded: Flask) -> None:
     body = {**BODY, "as_percent": True}
     lines = list(
         csv.reader(
             io.StringIO(
-                seeded.test_client()
+                store_seeded.test_client()
                 .post("/bitmapist/cohort?format=csv", json=body)
                 .text
             )
         )
     )
-    cohort, _, totals = expected(seeded, body)
+    cohort, _, totals = expected(store_seeded, body)
+    assert (cohort, totals) == (BODY_COHORT, BODY_TOTALS)
     assert lines[1][2] == f"{100 * cohort[0][0] / totals[0]:.2f}"
 
 
 def test_get_with_query_renders_the_form_and_heatmap_and_downloads(
-    seeded: Flask,
+    store_seeded: Flask,
 ) -> None:
     query = (
         "primary_event=signup&secondary_event=play&additional_event=pay"
         "&additional_op=or&time_group=days&num_rows=3&num_cols=3"
     )
-    client = seeded.test_client()
+    client = store_seeded.test_client()
     page = client.get(f"/bitmapist/cohort?{query}")
     assert page.status_code == 200
-    cohort, _, _ = expected(seeded, BODY)
-    assert cells_of(page.text) == cohort
+    cohort, _, _ = expected(store_seeded, BODY)
+    assert cells_of(page.text) == cohort == BODY_COHORT
     assert 'value="pay"' in page.text
     data = client.get(f"/bitmapist/cohort?format=json&{query}").get_json()
     assert data["cohort"] == cohort
@@ -438,15 +466,16 @@ def test_get_data_without_fields_is_a_json_400(seeded: Flask) -> None:
 
 
 def test_overview_says_how_many_events_it_left_out(
-    seeded: Flask, monkeypatch: pytest.MonkeyPatch
+    store_seeded: Flask, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("flask_bitmapist.dashboard.views.MAX_LISTED_EVENTS", 2)
-    html = seeded.test_client().get("/bitmapist/").text
+    html = store_seeded.test_client().get("/bitmapist/").text
     assert list(rows_of(html)) == ["pay", "play"]
     assert "1 more events are not listed; filter by a prefix to see them." in html
 
 
-def test_prefix_glob_characters_match_literally(app: Flask) -> None:
+def test_prefix_glob_characters_match_literally(store_app: Flask) -> None:
+    app = store_app
     mark_days(app, "a*b", {0: range(2)})
     mark_days(app, "axb", {0: range(3)})
     assert list(rows_of(app.test_client().get("/bitmapist/?prefix=a*").text)) == ["a*b"]
@@ -1190,21 +1219,23 @@ def test_the_heatmap_scrolls_in_a_focusable_labelled_box(seeded: Flask) -> None:
 # Unknown events
 
 
-def scans(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Record each SCAN walk's pattern."""
+def scans(app: Flask, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record the pattern of each SCAN walk over the app's store (on a
+    cluster, one walk covers every primary)."""
     patterns: list[str] = []
-    original = redis.Redis.scan_iter
+    store = app.extensions["bitmapist"].state(app).store
+    original = store.client.scan_iter
 
-    def counting(self: redis.Redis, match: Any = None, **kwargs: Any) -> Any:
+    def counting(match: Any = None, **kwargs: Any) -> Any:
         patterns.append(match)
-        return original(self, match=match, **kwargs)
+        return original(match=match, **kwargs)
 
-    monkeypatch.setattr(redis.Redis, "scan_iter", counting)
+    monkeypatch.setattr(store.client, "scan_iter", counting)
     return patterns
 
 
-def test_unknown_event_answers_404_with_close_names(seeded: Flask) -> None:
-    client = seeded.test_client()
+def test_unknown_event_answers_404_with_close_names(store_seeded: Flask) -> None:
+    client = store_seeded.test_client()
     response = client.get("/bitmapist/event/plays")
     assert response.status_code == 404
     assert body_text(response.text, "unknown-event") == (
@@ -1235,11 +1266,15 @@ def test_unknown_event_page_escapes_the_name(seeded: Flask) -> None:
 
 
 def test_only_an_event_without_counts_pays_a_scan(
-    app: Flask, monkeypatch: pytest.MonkeyPatch
+    store_app: Flask, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    app = store_app
     mark_days(app, "recent", {0: range(2)})
     mark_days(app, "ancient", {3 * 366: range(2)})
-    patterns = scans(monkeypatch)
+    patterns = scans(app, monkeypatch)
+    # One walk over every event's keys, in the app's layout.
+    every_event = app.extensions["bitmapist"].state(app).store.layout.scan_pattern()
+    assert every_event in ("trackist_*", "trackist{*}_*")
     client = app.test_client()
     assert client.get("/bitmapist/event/recent").status_code == 200
     assert patterns == []
@@ -1247,9 +1282,9 @@ def test_only_an_event_without_counts_pays_a_scan(
     old = client.get("/bitmapist/event/ancient")
     assert old.status_code == 200
     assert '<h1 class="event-name">ancient</h1>' in old.text
-    assert patterns == ["trackist_*"]
+    assert patterns == [every_event]
     assert client.get("/bitmapist/event/ancien").status_code == 404
-    assert patterns == ["trackist_*"] * 2
+    assert patterns == [every_event] * 2
 
 
 # The endpoints of 0.1.x

@@ -92,7 +92,8 @@ def test_valid_event_names(name: str) -> None:
         ("new\nline", "Event name must not contain whitespace or control characters, got 'new\\nline'."),
         ("nul\x00", "Event name must not contain whitespace or control characters, got 'nul\\x00'."),
         ("nbsp\u00a0", "Event name must not contain whitespace or control characters, got 'nbsp\\xa0'."),
-        ("bitop_x", "Event name must not start with 'bitop_', which bitmapist reserves for temporary keys, got 'bitop_x'."),
+        ("bitop_x", "Event name must not start with 'bitop_' nor be 'bitop', which bitmapist reserves for temporary keys, got 'bitop_x'."),
+        ("bitop", "Event name must not start with 'bitop_' nor be 'bitop', which bitmapist reserves for temporary keys, got 'bitop'."),
     ],
 )  # fmt: skip
 def test_bad_event_names(name: object, message: str) -> None:

@@ -474,8 +474,8 @@ def validate_event_name(event_name: Any) -> str:
     """Return ``event_name`` if it can name a bitmapist event.
 
     :raises ValueError: unless it is a non-empty str of at most 200 printable
-        characters without whitespace, not starting with ``bitop_`` (the prefix
-        of bitmapist's temporary keys).
+        characters without whitespace, neither ``bitop`` nor starting with
+        ``bitop_`` (the prefix of bitmapist's temporary keys).
     """
     if not isinstance(event_name, str):
         raise ValueError(f"Event name must be a str, got {event_name!r}.")
@@ -498,10 +498,12 @@ def _validate_str_event_name(event_name: str) -> str:
             f"Event name must not contain whitespace or control characters, "
             f"got {event_name!r}."
         )
-    if event_name.startswith(_RESERVED_PREFIX):
+    # "bitop" alone too: its keys, trackist_bitop_<period>, start as the
+    # temporary keys' do, so no listing would ever find them.
+    if f"{event_name}_".startswith(_RESERVED_PREFIX):
         raise ValueError(
-            f"Event name must not start with {_RESERVED_PREFIX!r}, which bitmapist "
-            f"reserves for temporary keys, got {event_name!r}."
+            f"Event name must not start with {_RESERVED_PREFIX!r} nor be 'bitop', "
+            f"which bitmapist reserves for temporary keys, got {event_name!r}."
         )
     return event_name
 
