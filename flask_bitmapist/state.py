@@ -73,20 +73,23 @@ def resolve_store(system: str | Client | Store | None) -> Store:
     outside an app. A name equal to the current app's
     ``BITMAPIST_REDIS_SYSTEM`` means its store too; another name is looked up
     in bitmapist's systems (see :mod:`flask_bitmapist.store.systems`), whose
-    keys are in bitmapist's layout. A client is read in bitmapist's layout on
-    one node, and in the default sharded layout on a cluster.
+    keys are in bitmapist's layout. The current app's client means its store;
+    another client is read in bitmapist's layout on one node, and in the
+    default sharded layout on a cluster.
 
     :raises ValueError: for a name that is not a known system.
     """
     if isinstance(system, Store):
         return system
+    state = current_state()
+    if state is not None and (
+        system is state.client or system in (None, state.settings.redis_system)
+    ):
+        return state.store
     if isinstance(system, redis.Redis):
         return Store(system, BITMAPIST)
     if isinstance(system, RedisCluster):
         return Store(system, ShardedLayout())
-    state = current_state()
-    if state is not None and system in (None, state.settings.redis_system):
-        return state.store
     return Store(system_client(system or "default"), BITMAPIST)  # type: ignore[arg-type,unused-ignore]
 
 

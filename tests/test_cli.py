@@ -33,7 +33,7 @@ def all_keys(app: Flask) -> list[str]:
         keys = client.keys("*", target_nodes=client.PRIMARIES)
     else:
         keys = client.keys("*")
-    return sorted(key.decode() for key in keys if key != b"trackist:shards")
+    return sorted(key.decode() for key in keys if not key.endswith(b":shards"))
 
 
 def key_names(app: Flask, names: list[str]) -> list[str]:

@@ -6,6 +6,8 @@ host call fails, and the writer's counters show the retries."""
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -92,7 +94,7 @@ def test_a_killed_master_loses_no_accepted_mark(
     with caplog.at_level(logging.WARNING, logger="flask_bitmapist"):
         load.start()
         time.sleep(0.3)
-        killed = cluster.kill_master_of("trackist{0}_active_2026-3-14")
+        killed = cluster.kill_master_of("trackist3{0}_active_2026-3-14")
         time.sleep(0.5)  # marks keep coming while the master is gone
         cluster.wait_failover(killed)
         stop.set()
@@ -161,7 +163,7 @@ def test_a_dead_master_costs_only_its_own_shards(
         shard: cluster.master_of_slot(cluster.slot_of(f"{{{shard}}}")).port
         for shard in known
     }
-    killed = cluster.kill_master_of("trackist{0}_active_2026-3-14")
+    killed = cluster.kill_master_of("trackist3{0}_active_2026-3-14")
     with pytest.raises(PartialWrite) as raised:
         write_marks(store, marks, known)
     assert isinstance(raised.value.error, redis.ConnectionError)
@@ -174,4 +176,70 @@ def test_a_dead_master_costs_only_its_own_shards(
     assert sorted(EventSet.of_period("active", Period.of("day", NOW), store)) == [
         mark.user_id for mark in marks
     ]
+    client.close()
+
+
+def test_a_refused_shard_is_not_retried_and_the_others_are_written(
+    redis_cluster: ClusterProcess,
+) -> None:
+    redis_cluster.flushall()
+    client = redis.RedisCluster(
+        startup_nodes=[
+            ClusterNode(host, port) for host, port in redis_cluster.startup_nodes
+        ]
+    )
+    store = Store(client, ShardedLayout(3))
+    client.hset("trackist3{2}_active_2026-3-14", "not", "a bitmap")
+    marks = [Mark("active", user, NOW, False, False) for user in range(0, 40, 3)]
+    with pytest.raises(PartialWrite) as raised:
+        write_marks(store, marks, set())
+    assert "WRONGTYPE" in str(raised.value.error)
+    assert raised.value.unwritten == []
+    assert raised.value.refused == [mark for mark in marks if mark.user_id >> 3 == 2]
+    # Shard 2's month and week came before its day key in the script.
+    client.delete("trackist3{2}_active_2026-3-14")
+    written = EventSet.of_period("active", Period.of("day", NOW), store)
+    assert sorted(written) == [m.user_id for m in marks if m.user_id >> 3 != 2]
+    client.close()
+
+
+EXIT_FLUSH = """
+import sys
+from datetime import datetime, timezone
+from flask import Flask
+from flask_bitmapist import FlaskBitmapist, mark_event
+
+app = Flask("exit")
+app.config.update(
+    BITMAPIST_REDIS_URL=sys.argv[1],
+    BITMAPIST_SHARD_BITS=3,
+    BITMAPIST_WRITE_MODE="background",
+    BITMAPIST_FLUSH_INTERVAL=60,  # nothing is written before the exit flush
+)
+FlaskBitmapist(app)
+with app.app_context():
+    for user in range(0, 200, 3):
+        mark_event("exit", user, now=datetime(2026, 3, 14, tzinfo=timezone.utc))
+"""
+
+
+def test_the_exit_flush_writes_to_every_node(redis_cluster: ClusterProcess) -> None:
+    redis_cluster.flushall()
+    finished = subprocess.run(
+        [sys.executable, "-c", EXIT_FLUSH, redis_cluster.url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert finished.returncode == 0, finished.stderr
+    assert "Dropped" not in finished.stderr
+    client = redis.RedisCluster(
+        startup_nodes=[
+            ClusterNode(host, port) for host, port in redis_cluster.startup_nodes
+        ]
+    )
+    store = Store(client, ShardedLayout(3))
+    assert sorted(EventSet.of_period("exit", Period.of("day", NOW), store)) == list(
+        range(0, 200, 3)
+    )
     client.close()

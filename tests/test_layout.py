@@ -195,16 +195,17 @@ def test_sharded_keys_carry_the_shard_as_their_hash_tag() -> None:
     assert SHARDED.split(5 * 2**20 + 17) == (5, 17)
     assert SHARDED.first_id(5) == 5 * 2**20
     assert locate(SHARDED, "play", day, 5 * 2**20 + 17) == (
-        "trackist{5}_play_2026-3-14",
+        "trackist20{5}_play_2026-3-14",
         17,
     )
     assert SHARDED.keys("play", Period.of("year", day.start), [0, 3])[::11] == (
-        "trackist{0}_play_2026-1",
-        "trackist{0}_play_2026-12",
-        "trackist{3}_play_2026-11",
+        "trackist20{0}_play_2026-1",
+        "trackist20{0}_play_2026-12",
+        "trackist20{3}_play_2026-11",
     )
-    assert SHARDED.temporary_key("q_1", 7) == "trackist{7}_bitop_q_1"
-    assert SHARDED.registry_key == "trackist:shards"
+    assert SHARDED.temporary_key("q_1", 7) == "trackist20{7}_bitop_q_1"
+    assert SHARDED.registry_key == "trackist20:shards"
+    assert ShardedLayout(3).registry_key == "trackist3:shards"
     assert BITMAPIST.registry_key is None
 
 
@@ -221,7 +222,7 @@ def test_a_sharded_key_parses_back_whatever_its_event_is_called(
 ) -> None:
     period = Period.of(unit, when)  # type: ignore[arg-type]
     key = SHARDED.key(event, period, shard)
-    assert key.index("{") == len("trackist")  # the hash tag is the shard's
+    assert key.index("{") == len("trackist20")  # the hash tag is the shard's
     assert SHARDED.parse(key) == (event, period)
     assert BITMAPIST.parse(key) is None  # neither layout reads the other's keys
     assert SHARDED.parse(BITMAPIST.key(event, period)) is None
@@ -233,12 +234,14 @@ def test_a_sharded_key_parses_back_whatever_its_event_is_called(
 @pytest.mark.parametrize(
     "key",
     [
-        "trackist{3}_bitop_fb_1_0",
-        "trackist{03}_play_2026-3-14",
-        "trackist{x}_play_2026-3-14",
-        "trackist{3}play_2026-3-14",
-        "trackist:shards",
-        "trackist{3}_play_2026-13",
+        "trackist20{3}_bitop_fb_1_0",
+        "trackist20{03}_play_2026-3-14",
+        "trackist20{x}_play_2026-3-14",
+        "trackist20{3}play_2026-3-14",
+        "trackist20:shards",
+        "trackist3{3}_play_2026-3-14",  # another shard size's
+        "trackist{3}_play_2026-3-14",
+        "trackist20{3}_play_2026-13",
     ],
 )
 def test_sharded_parse_refuses_what_is_not_an_event_key(key: str) -> None:

@@ -16,12 +16,15 @@ from hypothesis import strategies as st
 from flask_bitmapist import (
     EventSet,
     chain_events,
+    count_events,
     get_cohort,
     get_event_data,
     mark_event,
 )
 from flask_bitmapist.report import cohort as cohort_module
+from flask_bitmapist.report.events import PeriodCounts
 from flask_bitmapist.store.layout import Period
+from flask_bitmapist.store.program import EventKey, Program
 
 UTC = timezone.utc
 NOW = datetime(2026, 3, 14, 12, tzinfo=UTC)
@@ -548,3 +551,27 @@ def test_a_cohort_cut_into_programs_counts_the_same(
         [1, None, None, None],
     ]
     assert no_temporary_keys(days_data)
+
+
+def test_the_overview_counts_thousands_of_events_at_once(store_app: Flask) -> None:
+    names = [f"e{number}" for number in range(2_001)]
+    with store_app.app_context():
+        mark_event("e2000", 5, now=NOW)
+        counts = count_events(names, now=NOW)
+    assert len(counts) == 2_001
+    assert counts["e2000"] == PeriodCounts(1, 1, 1, 1)
+    assert counts["e0"] == PeriodCounts(0, 0, 0, 0)
+
+
+def test_a_program_deletes_thousands_of_scratch_keys(store_app: Flask) -> None:
+    # One DEL of a script takes about 8,000 keys at most (Lua's unpack).
+    store = store_app.extensions["bitmapist"].state(store_app).store
+    with store_app.app_context():
+        mark_event("a", 5, now=NOW)
+    program = Program()
+    day = Period.of("day", NOW)
+    copies = [program.bitop("OR", [EventKey("a", day)]) for _ in range(8_001)]
+    program.count(copies[-1])
+    results = store.run([(program, shard) for shard in store.shards()], 60)
+    assert sum(result[0] for result in results) == 1
+    assert no_temporary_keys(store_app)

@@ -536,8 +536,8 @@ def test_a_cluster_url_gives_a_cluster_client_with_the_options(
     assert (kwargs["socket_timeout"], kwargs["client_name"]) == (1.5, "analytics")
     with app.app_context():
         mark_event("signup", 2**20 + 3, now=datetime(2026, 3, 14, tzinfo=timezone.utc))
-    assert client.getbit("trackist{1}_signup_2026-3-14", 3) == 1
-    assert client.getbit("trackist:shards", 1) == 1
+    assert client.getbit("trackist20{1}_signup_2026-3-14", 3) == 1
+    assert client.getbit("trackist20:shards", 1) == 1
 
 
 def test_a_cluster_needs_the_sharded_layout(tmp_path: Path) -> None:

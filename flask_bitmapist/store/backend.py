@@ -12,9 +12,9 @@ pipeline, and redis-py 8 asks a node (``COMMAND GETKEYS``) for the keys of
 each EVAL, a round trip each, to a node that may be the one that died.
 
 **Which shards exist.** A layout of one shard has shard 0. A sharded layout
-has a registry, a bitmap whose bit ``s`` the writer sets before the first
-mark it writes to shard ``s`` (see :mod:`flask_bitmapist.store.writer`), so
-that a query learns the shards with one GET, never a SCAN.
+has a registry, a bitmap whose bit ``s`` the writer sets with the first marks
+it writes to shard ``s`` (see :mod:`flask_bitmapist.store.writer`), so that a
+query learns the shards with one GET, never a SCAN.
 """
 
 from __future__ import annotations
@@ -27,7 +27,12 @@ from typing import Any, TypeAlias
 
 import redis
 from redis.cluster import ClusterNode, RedisCluster
-from redis.exceptions import ClusterDownError, RedisClusterException
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    RedisClusterException,
+    TryAgainError,
+)
 
 from .layout import BITMAPIST, KeyLayout, ShardedLayout
 from .program import PROGRAM_SCRIPT, Program
@@ -123,9 +128,12 @@ class Store:
         each script's first key; a script's keys must share its slot), the
         nodes at once, each in a thread of its own.
 
-        On a cluster, the scripts of a node that failed are sent again, up
+        On a cluster, the scripts of a node that failed (no answer,
+        ``MOVED``, ``ASK``, ``CLUSTERDOWN``, ``TRYAGAIN``) are sent again, up
         to ``attempts`` times in all, each time after the slot map is read
-        again (a replica promoted since the map was read is found so). Only
+        again (a replica promoted since the map was read is found so); a
+        slot that is migrating answers ``ASK`` until it has moved, as the
+        scripts are not sent with ``ASKING``. Only
         send scripts that may run twice: SETBITs, and self-contained
         programs.
 
@@ -141,7 +149,7 @@ class Store:
             failed = [
                 index
                 for index, result in enumerate(results)
-                if isinstance(result, Exception)
+                if isinstance(result, Exception) and _may_pass_elsewhere(result)
             ]
             if not failed:
                 break
@@ -150,6 +158,15 @@ class Store:
             for index, result in zip(failed, again, strict=True):
                 results[index] = result
         return results
+
+
+def _may_pass_elsewhere(error: Exception) -> bool:
+    """Whether ``error`` may be gone once the slot map is read again: a node
+    that did not answer, or a slot that moved or has no node for now. A
+    reply that refuses the script itself (a key of another type) is not."""
+    return not isinstance(error, redis.ResponseError) or isinstance(
+        error, (AskError, ClusterDownError, TryAgainError)
+    )
 
 
 #: How many times :meth:`Store.run` sends a program whose node failed.
@@ -180,12 +197,21 @@ def _execute_on_nodes(client: RedisCluster, scripts: Sequence[Script]) -> list[A
             results[index] = reply
 
     groups = list(by_node.values())
-    if len(groups) == 1:
-        run_node(*groups[0])
-    elif groups:
+    if len(groups) > 1:
         with ThreadPoolExecutor(max_workers=len(groups)) as pool:
-            for done in [pool.submit(run_node, *group) for group in groups]:
+            try:
+                futures = [pool.submit(run_node, *group) for group in groups]
+            except RuntimeError:
+                # The interpreter is exiting (the background writer's exit
+                # flush runs from atexit), and takes no new thread: one node
+                # after another below.
+                futures = []
+            for done in futures:
                 done.result()
+        if futures:
+            return results
+    for group in groups:
+        run_node(*group)
     return results
 
 

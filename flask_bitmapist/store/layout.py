@@ -28,15 +28,17 @@ a Redis Cluster) cuts user ids into ranges of ``2**shard_bits`` (default 20:
 of id ``u`` is ``u >> shard_bits``, its bit is ``u - (shard << shard_bits)``
 in the shard's key, and every key of a shard carries the shard as its hash
 tag, so that a shard's keys, whatever their event or period, share one
-cluster slot, and a BITOP or script of one shard runs on one node::
+cluster slot, and a BITOP or script of one shard runs on one node. The shard
+size (``<bits>``, 20 by default) is part of every name::
 
-    trackist{<shard>}_<event>_<period suffix as above>
-    trackist{<shard>}_bitop_<query>_<n>     a query's temporary key
-    trackist:shards                         the registry: bit s set for shard s
+    trackist<bits>{<shard>}_<event>_<period suffix as above>
+    trackist<bits>{<shard>}_bitop_<query>_<n>   a query's temporary key
+    trackist<bits>:shards                       the registry: bit s for shard s
 
-bitmapist's ``trackist_*`` names never start that way, so both layouts can
-share one Redis (as ``flask bitmapist migrate`` may leave them, on the way
-from one to the other), and bitmapist's tools do not read the sharded one.
+bitmapist's ``trackist_*`` names never start that way, nor do those of
+another shard size, so layouts can share one Redis (as ``flask bitmapist
+migrate`` may leave them, on the way from one to another) without reading
+each other's keys, and bitmapist's tools do not read the sharded one.
 
 **Names.** What an event may be called is part of the format too
 (:func:`validate_event_name`), and :func:`to_utc` is the clock every period
@@ -331,10 +333,6 @@ class BitmapistLayout:
         return f"{KEY_PREFIX}{_escape_glob(event_prefix)}*"
 
 
-_SHARDED_PREFIX = "trackist{"
-_SHARDED_KEY = re.compile(r"trackist\{(?P<shard>0|[1-9]\d*)\}_(?P<rest>.+)")
-
-
 class ShardedLayout:
     """User ids cut into shards of ``2**shard_bits``, each shard's keys in
     one cluster slot (its hash tag). See the module's documentation for the
@@ -344,14 +342,19 @@ class ShardedLayout:
     :raises ValueError: for any other value.
     """
 
-    registry_key = "trackist:shards"
-
     def __init__(self, shard_bits: int = DEFAULT_SHARD_BITS) -> None:
         problem = shard_bits_problem(shard_bits)
         if problem is not None:
             raise ValueError(f"shard_bits {problem}")
         self.shard_bits = shard_bits
         self._mask = (1 << shard_bits) - 1
+        # The shard size is in every name, so that layouts of two sizes in
+        # one Redis (a migration between them) never read each other's keys.
+        self._prefix = f"trackist{shard_bits}{{"
+        self._pattern = re.compile(
+            rf"trackist{shard_bits}\{{(?P<shard>0|[1-9]\d*)\}}_(?P<rest>.+)"
+        )
+        self.registry_key: str = f"trackist{shard_bits}:shards"
 
     def __repr__(self) -> str:
         return f"ShardedLayout(shard_bits={self.shard_bits})"
@@ -372,14 +375,14 @@ class ShardedLayout:
 
     def temporary_key(self, name: str, shard: int = 0) -> str:
         """See :meth:`KeyLayout.temporary_key`."""
-        return f"{_SHARDED_PREFIX}{shard}}}_bitop_{name}"
+        return f"{self._prefix}{shard}}}_bitop_{name}"
 
     def key(self, event_name: str, period: Period, shard: int = 0) -> str:
         """See :meth:`KeyLayout.key`.
 
         :raises ValueError: for a year, which is stored as its months.
         """
-        return f"{_SHARDED_PREFIX}{shard}}}_{event_name}_{_suffix(period)}"
+        return f"{self._prefix}{shard}}}_{event_name}_{_suffix(period)}"
 
     def keys(
         self, event_name: str, period: Period, shards: Sequence[int] = (0,)
@@ -394,7 +397,7 @@ class ShardedLayout:
 
     def parse(self, key: str) -> tuple[str, Period] | None:
         """See :meth:`KeyLayout.parse`; the shard is left out."""
-        match = _SHARDED_KEY.fullmatch(key)
+        match = self._pattern.fullmatch(key)
         if match is None or match["rest"].startswith(_RESERVED_PREFIX):
             return None
         name, separator, suffix = match["rest"].rpartition("_")
@@ -405,7 +408,7 @@ class ShardedLayout:
 
     def scan_pattern(self, event_prefix: str = "") -> str:
         """See :meth:`KeyLayout.scan_pattern`."""
-        return f"{_escape_glob(_SHARDED_PREFIX)}*}}_{_escape_glob(event_prefix)}*"
+        return f"{self._prefix}*}}_{_escape_glob(event_prefix)}*"
 
 
 @functools.lru_cache(maxsize=4096)

@@ -6,13 +6,19 @@ Each event period is read whole, as the bytes of one bitmap of user ids (the
 shards of a sharded layout laid end to end), and cut again as the target's
 layout cuts it; each target key gets its part by ``BITOP OR``, so a copy run
 twice, or stopped and run again, converges on the same bits, and marks the
-app writes to the target meanwhile are kept. A source key's TTL goes with it.
-Then the count of every event period is compared between the two stores.
+app writes to the target meanwhile are kept. A source key's TTL goes with it
+(the longest of a period's shards; none when one of them has none), and is
+set on the target's key whether or not it held bits before. Then every event
+period is read again from both stores, and every user of the source must be
+in the target (the target may hold more: marks the app wrote there).
+
+A period is read whole into memory: for ids spread up to 2**32, that is up to
+512 MB per period, and a sparse sharded store is walked shard by shard.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .backend import Script, Store
@@ -24,8 +30,8 @@ from .writer import SETBITS_SCRIPT
 __all__ = [
     "MigrationResult",
     "Mismatch",
+    "compare_period",
     "copy_period",
-    "count_periods",
     "event_periods",
     "migrate",
 ]
@@ -39,18 +45,22 @@ redis.call("DEL", KEYS[2])
 if ARGV[2] ~= "0" then redis.call("PEXPIRE", KEYS[1], ARGV[2]) end
 return 1
 """
-# Count checks per script, so that one check holds a node only briefly.
-_CHECK_CHUNK = 500
 
 
 @dataclass(frozen=True)
 class Mismatch:
-    """An event period whose user count differs between the two stores."""
+    """An event period with users of the source that the target lacks.
+
+    :ivar source: its users in the source.
+    :ivar target: its users in the target.
+    :ivar missing: the source's users that the target lacks.
+    """
 
     event_name: str
     period: Period
     source: int
     target: int
+    missing: int
 
 
 @dataclass
@@ -60,7 +70,8 @@ class MigrationResult:
     :ivar periods: event periods copied (or, in a dry run, to copy).
     :ivar source_keys: keys read.
     :ivar target_keys: keys written (0 in a dry run).
-    :ivar mismatches: event periods whose counts differ after the copy.
+    :ivar mismatches: event periods with users the target lacks after the
+        copy.
     """
 
     periods: int = 0
@@ -124,7 +135,7 @@ def _read_period(
     program.ttl(key)
     shards = store.shards()
     bitmap = bytearray()
-    ttl = 0
+    ttls = []
     for shard, (value, milliseconds) in zip(
         shards, store.run([(program, shard) for shard in shards], 0), strict=True
     ):
@@ -134,29 +145,26 @@ def _read_period(
         if len(bitmap) < start + len(value):
             bitmap.extend(bytes(start + len(value) - len(bitmap)))
         bitmap[start : start + len(value)] = value
-        ttl = max(ttl, int(milliseconds))
+        ttls.append(int(milliseconds))
+    # -1: a key without a TTL, which none of the period's bits may lose.
+    ttl = 0 if not ttls or -1 in ttls else max(ttls)
     return bitmap, ttl
 
 
-def count_periods(
-    store: Store, periods: Iterable[tuple[str, Period]]
-) -> dict[tuple[str, Period], int]:
-    """Each event period's user count in ``store``, :data:`_CHECK_CHUNK` to a
-    script."""
-    wanted = list(periods)
-    counts: dict[tuple[str, Period], int] = {}
-    shards = store.shards()
-    for start in range(0, len(wanted), _CHECK_CHUNK):
-        chunk = wanted[start : start + _CHECK_CHUNK]
-        program = Program()
-        for name, period in chunk:
-            program.count(EventKey(name, period))
-        totals = [0] * len(chunk)
-        for result in store.run([(program, shard) for shard in shards], 0):
-            for index, value in enumerate(result):
-                totals[index] += int(value)
-        counts.update(zip(chunk, totals, strict=True))
-    return counts
+def compare_period(
+    source: Store, target: Store, event_name: str, period: Period
+) -> Mismatch | None:
+    """A :class:`Mismatch` when ``target`` lacks users of ``source`` in
+    ``event_name``'s ``period``, else ``None``."""
+    theirs, _ = _read_period(source, event_name, period)
+    ours, _ = _read_period(target, event_name, period)
+    size = max(len(theirs), len(ours))
+    wanted = int.from_bytes(theirs.ljust(size, b"\0"), "big")
+    found = int.from_bytes(ours.ljust(size, b"\0"), "big")
+    missing = (wanted & ~found).bit_count()
+    if not missing:
+        return None
+    return Mismatch(event_name, period, wanted.bit_count(), found.bit_count(), missing)
 
 
 def migrate(
@@ -167,7 +175,8 @@ def migrate(
     progress: Callable[[int], None] | None = None,
 ) -> MigrationResult:
     """Copy every event period of ``source`` into ``target`` (see the
-    module's documentation), then compare their counts.
+    module's documentation), then check that the target holds every user of
+    the source in each.
 
     :param dry_run: only count what would be copied.
     :param progress: called with 1 after each event period.
@@ -182,11 +191,9 @@ def migrate(
         result.target_keys += copy_period(source, target, name, period)
         if progress is not None:
             progress(1)
-    before = count_periods(source, periods)
-    after = count_periods(target, periods)
     result.mismatches = [
-        Mismatch(name, period, before[name, period], after[name, period])
+        mismatch
         for name, period in periods
-        if before[name, period] != after[name, period]
+        if (mismatch := compare_period(source, target, name, period)) is not None
     ]
     return result

@@ -133,8 +133,15 @@ local function run()
     end
 end
 local ok, problem = pcall(run)
+-- A thousand keys per DEL: unpack takes no more than about 8,000.
 local doomed = {}
-for word in string.gmatch(ARGV[3], "%S+") do doomed[#doomed + 1] = key(word) end
+for word in string.gmatch(ARGV[3], "%S+") do
+    doomed[#doomed + 1] = key(word)
+    if #doomed == 1000 then
+        redis.call("DEL", unpack(doomed))
+        doomed = {}
+    end
+end
 if #doomed > 0 then redis.call("DEL", unpack(doomed)) end
 if not ok then
     if type(problem) == "table" and problem.err then problem = problem.err end

@@ -162,12 +162,24 @@ class PartialWrite(Exception):
     nodes that failed. Not a :exc:`redis.RedisError`, so that no caller takes
     it for a whole batch's failure.
 
-    :ivar error: the first error of the shards that failed.
-    :ivar unwritten: the marks of those shards, to send again.
+    :ivar error: the first outage (see :func:`is_outage`) of the shards that
+        failed, or, when there is none, the first refusal.
+    :ivar unwritten: the marks of the shards whose node had an outage: to
+        send again.
+    :ivar refused: the marks of the shards whose node refused them for good
+        (a key of another type): sending them again cannot help.
     """
 
-    def __init__(self, error: redis.RedisError, unwritten: list[Mark]) -> None:
-        super().__init__(f"{len(unwritten)} marks were not written: {error}")
+    def __init__(
+        self,
+        error: redis.RedisError,
+        unwritten: list[Mark],
+        refused: list[Mark] | None = None,
+    ) -> None:
+        self.refused = refused or []
+        super().__init__(
+            f"{len(unwritten) + len(self.refused)} marks were not written: {error}"
+        )
         self.error = error
         self.unwritten = unwritten
 
@@ -298,11 +310,24 @@ def _write_shards(
         # Written again, with the registry, until a query can find them.
         failed.update(dict.fromkeys(new_shards, replies[-1]))
     if failed:
-        unwritten = [mark for shard in sorted(failed) for mark in marks_by_shard[shard]]
-        error = next(iter(failed.values()))
-        if not isinstance(error, redis.RedisError):
-            raise error
-        raise PartialWrite(error, unwritten)
+        errors_of: dict[int, redis.RedisError] = {}
+        for shard, error in failed.items():
+            if not isinstance(error, redis.RedisError):
+                raise error
+            errors_of[shard] = error
+        outages = {shard for shard, error in errors_of.items() if is_outage(error)}
+        errors = [errors_of[shard] for shard in sorted(outages)] or list(
+            errors_of.values()
+        )
+        raise PartialWrite(
+            errors[0],
+            [mark for shard in sorted(outages) for mark in marks_by_shard[shard]],
+            [
+                mark
+                for shard in sorted(set(failed) - outages)
+                for mark in marks_by_shard[shard]
+            ],
+        )
 
 
 # The replies of a Redis that takes no write for now, whatever the keys; see
@@ -428,9 +453,12 @@ class SyncWriter:
             try:
                 write_marks(self._store, marks, self._known_shards)
             except PartialWrite as partial:
-                written = len(marks) - len(partial.unwritten)
+                written = len(marks) - len(partial.unwritten) - len(partial.refused)
                 raise partial.error from None
         except redis.RedisError as error:
+            # A registry bit may be what failed, or be lost with a master:
+            # record every shard again from the next write on.
+            self._known_shards.clear()
             line = self._failed(marks, written, error)
             if line is not None:
                 line.log()
@@ -708,13 +736,32 @@ class BackgroundWriter:
                 try:
                     write_marks(self._store, batch, self._known_shards)
                 except PartialWrite as partial:
-                    # The nodes that took their part are done; only the
-                    # others' marks are sent again.
+                    # The nodes that took their part are done, those that
+                    # refused theirs for good too; only the marks of nodes
+                    # that failed for now are sent again.
+                    refused = partial.refused
                     with self._cond:
-                        self._finish(len(batch) - len(partial.unwritten), written=True)
+                        self._finish(
+                            len(batch) - len(partial.unwritten) - len(refused),
+                            written=True,
+                        )
+                        if refused:
+                            self._record_error(partial.error)
+                            self._finish(len(refused), written=False)
+                    if refused:
+                        logger.error(
+                            "Redis refused %d marks of a batch: %s",
+                            len(refused),
+                            partial.error,
+                        )
                     batch = partial.unwritten
+                    if not batch:
+                        return
                     raise partial.error from None
             except redis.RedisError as error:
+                # A registry bit may be what failed, or be lost with a
+                # master: record every shard again from the next write on.
+                self._known_shards.clear()
                 if not is_outage(error):
                     # Redis refused a write for good (a key of another type):
                     # retrying cannot help, and would hold back every mark
