@@ -12,8 +12,8 @@ from flask import Flask, current_app
 from redis.cluster import RedisCluster
 
 from .config import Settings
-from .store.backend import Client, Store
-from .store.layout import BITMAPIST, ShardedLayout
+from .store.backend import Client, Store, as_store
+from .store.layout import BITMAPIST
 from .store.systems import system_client
 
 if TYPE_CHECKING:
@@ -86,10 +86,8 @@ def resolve_store(system: str | Client | Store | None) -> Store:
         system is state.client or system in (None, state.settings.redis_system)
     ):
         return state.store
-    if isinstance(system, redis.Redis):
-        return Store(system, BITMAPIST)
-    if isinstance(system, RedisCluster):
-        return Store(system, ShardedLayout())
+    if isinstance(system, (redis.Redis, RedisCluster)):
+        return as_store(system)
     return Store(system_client(system or "default"), BITMAPIST)  # type: ignore[arg-type,unused-ignore]
 
 

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from ..config import Settings
 from ..state import current_state, resolve_store
-from ..store.backend import Client, Store, as_store
+from ..store.backend import Client, Store, as_store, set_bits
 from ..store.layout import (
     TIME_GROUPS,
     KeyLayout,
@@ -147,12 +147,6 @@ class _Combination:
 
 
 _Node = _PeriodLeaf | _KeyLeaf | _Combination
-
-# The ids of the set bits of every byte value, most significant bit first:
-# Redis numbers bit 0 as the high bit of the first byte.
-_BYTE_BITS = tuple(
-    tuple(bit for bit in range(8) if value & (0x80 >> bit)) for value in range(256)
-)
 
 
 class EventSet:
@@ -285,12 +279,7 @@ class EventSet:
         values = self._read(Program.get, shards=shards)
         layout = self._store.layout
         for shard, value in zip(shards, values, strict=True):
-            first = layout.first_id(shard)
-            for index, byte in enumerate(value):
-                if byte:
-                    base = first + index * 8
-                    for bit in _BYTE_BITS[byte]:
-                        yield base + bit
+            yield from set_bits(value, layout.first_id(shard))
 
     def get_count(self) -> int:
         """``len(self)``, by bitmapist's name."""

@@ -43,15 +43,15 @@ __all__ = [
     "Store",
     "as_store",
     "is_cluster",
-    "shards_of_bitmap",
+    "set_bits",
     "unreachable_as_redis_error",
 ]
 
 #: A client of one Redis node, or of a Redis Cluster.
 Client: TypeAlias = "redis.Redis | RedisCluster"
 
-# The shards of every byte value, most significant bit first, as Redis
-# numbers bits.
+# The set bits of every byte value, most significant bit first: Redis
+# numbers bit 0 as the high bit of the first byte.
 _BYTE_BITS = tuple(
     tuple(bit for bit in range(8) if value & (0x80 >> bit)) for value in range(256)
 )
@@ -62,14 +62,14 @@ def is_cluster(client: Client) -> bool:
     return isinstance(client, RedisCluster)
 
 
-def shards_of_bitmap(value: bytes | None) -> list[int]:
-    """The numbers of the set bits of a bitmap, ascending."""
-    found: list[int] = []
+def set_bits(value: bytes | None, first: int = 0) -> Iterator[int]:
+    """The numbers of the set bits of a bitmap, ascending, bit 0 numbered
+    ``first``."""
     for index, byte in enumerate(value or b""):
         if byte:
-            base = index * 8
-            found.extend(base + bit for bit in _BYTE_BITS[byte])
-    return found
+            base = first + index * 8
+            for bit in _BYTE_BITS[byte]:
+                yield base + bit
 
 
 class Store:
@@ -96,7 +96,7 @@ class Store:
             return [0]
         with unreachable_as_redis_error():
             value: bytes | None = self.client.get(registry)  # type: ignore[assignment]
-        return shards_of_bitmap(value)
+        return list(set_bits(value))
 
     def run(self, jobs: Sequence[tuple[Program, int]], ttl: int) -> list[list[Any]]:
         """Run each ``(program, shard)`` of ``jobs`` in one round trip per

@@ -25,7 +25,7 @@ from .backend import Script, Store
 from .layout import Period
 from .maintenance import event_keys
 from .program import EventKey, Program
-from .writer import SETBITS_SCRIPT
+from .writer import registry_script
 
 __all__ = [
     "MigrationResult",
@@ -116,8 +116,7 @@ def copy_period(source: Store, target: Store, event_name: str, period: Period) -
     ]
     registry = layout.registry_key
     if registry is not None and parts:
-        offsets = " ".join(str(shard) for shard in parts)
-        scripts.append((SETBITS_SCRIPT, [registry], [offsets, ""]))
+        scripts.append(registry_script(registry, parts))
     for reply in target.execute(scripts):
         if isinstance(reply, Exception):
             raise reply

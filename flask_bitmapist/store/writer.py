@@ -267,6 +267,11 @@ def write_marks(
         known_shards.update(new_shards)
 
 
+def registry_script(registry: str, shards: Iterable[int]) -> Script:
+    """The script that records ``shards`` in the layout's ``registry`` key."""
+    return (SETBITS_SCRIPT, [registry], [" ".join(map(str, shards)), ""])
+
+
 def _offsets(bits_by_key: dict[str, dict[int, int]]) -> list[str]:
     """The script's ARGV: for each key, its offsets to set, then to clear."""
     offsets: list[str] = []
@@ -298,8 +303,7 @@ def _write_shards(
     ]
     registry = store.layout.registry_key
     if new_shards and registry is not None:
-        registry_bits = {registry: dict.fromkeys(new_shards, 1)}
-        scripts.append((SETBITS_SCRIPT, [registry], _offsets(registry_bits)))
+        scripts.append(registry_script(registry, new_shards))
     replies = store.execute(scripts)
     failed = {
         shard: reply
