@@ -15,19 +15,28 @@ from typing import TYPE_CHECKING, Any
 
 from .config import DEFAULT_MAX_USER_ID, MAX_USER_ID, ConfigError, Settings
 from .extension import FlaskBitmapist
-from .report.cohort import CohortReport, CohortRequest, get_cohort
+from .report.cohort import (
+    CohortReport,
+    CohortRequest,
+    get_cohort,
+    get_cohort_cell,
+    get_cohort_users,
+)
 from .report.events import (
     EventHistory,
     EventSet,
     FieldError,
     PeriodCounts,
+    UsersPage,
     chain_events,
     count_events,
     event_history,
     get_event_data,
+    get_users,
     list_event_names,
     validate_time_group,
 )
+from .store.idmap import IdMapStats, canonical_id
 from .store.layout import validate_event_name
 from .store.systems import INSTALL_HINT, bitmapist_module
 from .store.writer import WriterStats
@@ -46,16 +55,22 @@ __all__ = [
     "EventSet",
     "FieldError",
     "FlaskBitmapist",
+    "IdMapStats",
     "PeriodCounts",
     "RulesError",
     "Settings",
+    "UsersPage",
     "WriterStats",
+    "canonical_id",
     "chain_events",
     "count_events",
     "event_history",
     "flush",
     "get_cohort",
+    "get_cohort_cell",
+    "get_cohort_users",
     "get_event_data",
+    "get_users",
     "list_event_names",
     "mark",
     "mark_event",

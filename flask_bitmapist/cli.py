@@ -10,29 +10,36 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
+import shlex
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import date, datetime, timezone
 from typing import IO, Any
 
 import click
 import redis
+from click.core import ParameterSource
 from flask import current_app
 from flask.cli import AppGroup
 
 from .config import KEY_LAYOUTS, ConfigError, Settings, mask_password
 from .report.cohort import MAX_PERIODS, CohortReport, CohortRequest
 from .report.events import (
+    MAX_PAGE_SIZE,
     FieldError,
     close_event_names,
     count_events,
+    get_event_data,
+    get_users,
     list_event_names,
     unknown_event_message,
 )
 from .state import AppState
 from .store.backend import Store
 from .store.client import create_client
-from .store.layout import layout_of
+from .store.idmap import id_map_of
+from .store.layout import layout_of, validate_event_name
 from .store.maintenance import (
     delete_keys,
     expired_keys,
@@ -59,6 +66,8 @@ bitmapist_cli = _BitmapistGroup(
 )
 rules_cli = AppGroup("rules", help="YAML tracking rules.")
 bitmapist_cli.add_command(rules_cli)
+ids_cli = AppGroup("ids", help="The id map (BITMAPIST_ID_MAP).")
+bitmapist_cli.add_command(ids_cli)
 
 
 def _state() -> AppState:
@@ -128,6 +137,7 @@ def import_command(
             track_hourly,
             track_unique,
             max_user_id=state.settings.max_user_id,
+            id_map=state.settings.id_map,
         )
         try:
             result = import_marks(state.store, marks, strict=strict)
@@ -341,6 +351,110 @@ def _print_table(header: list[str], rows: list[list[str]]) -> None:
         click.echo(line(row))
 
 
+@bitmapist_cli.command("users")
+@click.argument("event")
+@click.option(
+    "--period",
+    "label",
+    metavar="LABEL",
+    help="A day (2026-11-24), an ISO week (2026-W48), a month (2026-11) or a "
+    "year (2026), in UTC; default today.",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(1, MAX_PAGE_SIZE),
+    default=100,
+    show_default=True,
+    help="Users per page.",
+)
+@click.option("--after", metavar="ID", help="Print the page after this user.")
+@click.option("--all", "every", is_flag=True, help="Print every user, not a page.")
+def users_command(
+    event: str, label: str | None, limit: int, after: str | None, every: bool
+) -> None:
+    """Print the users who did EVENT in a period, one id per line, in
+    ascending order: ints, or with the id map canonical ids, in the order
+    of their bit offsets.
+
+    A page of --limit users at a time: when more follow, a line on stderr
+    says which --after gives the next page. --all prints them all.
+    """
+    limit_given = (
+        click.get_current_context().get_parameter_source("limit")
+        is not ParameterSource.DEFAULT
+    )
+    if every and (limit_given or after is not None):
+        raise click.UsageError(
+            "--all prints every user: it takes neither --limit nor --after."
+        )
+    try:
+        validate_event_name(event)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+    time_group, start = _parse_period(label)
+    known = list_event_names()
+    if event not in known:
+        raise click.ClickException(
+            unknown_event_message(event, close_event_names(event, known))
+        )
+    if every:
+        _echo_lines(get_event_data(event, time_group, start))
+        return
+    try:
+        page = get_users(event, time_group, start, limit=limit, after=after)
+    except FieldError as error:
+        raise click.ClickException(f"--{error}") from None
+    _echo_lines(page.users)
+    if page.next_after is not None:
+        click.echo(
+            "More users follow: run again with --after "
+            f"{shlex.quote(str(page.next_after))} for the next page.",
+            err=True,
+        )
+
+
+_PERIOD_LABEL = re.compile(
+    r"([0-9]{4})(?:-W([0-9]{2})|-([0-9]{2})(?:-([0-9]{2}))?)?", re.ASCII
+)
+
+
+def _parse_period(label: str | None) -> tuple[str, datetime]:
+    """The time group and the first instant (UTC) of the period ``label``
+    names as :attr:`Period.label` spells it; today without a label."""
+    if label is None:
+        return "days", _midnight(datetime.now(timezone.utc).date())
+    found = _PERIOD_LABEL.fullmatch(label)
+    try:
+        if found:
+            year, week, month, day = found.groups()
+            if week:
+                return "weeks", _midnight(date.fromisocalendar(int(year), int(week), 1))
+            if day:
+                return "days", _midnight(date(int(year), int(month), int(day)))
+            if month:
+                return "months", _midnight(date(int(year), int(month), 1))
+            return "years", _midnight(date(int(year), 1, 1))
+    except ValueError:
+        pass
+    raise click.ClickException(
+        "--period must be a day (2026-11-24), an ISO week (2026-W48), a month "
+        f"(2026-11) or a year (2026), got {label!r}."
+    )
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, datetime.min.time(), timezone.utc)
+
+
+def _echo_lines(users: Iterable[int | str]) -> None:
+    """Print one user per line, a thousand lines per write: click.echo
+    flushes at every call, which would cost a system call per user of
+    --all."""
+    remaining = iter(users)
+    while chunk := list(itertools.islice(remaining, 1000)):
+        click.echo("\n".join(map(str, chunk)))
+
+
 @bitmapist_cli.command("seed")
 @click.option(
     "--users", type=click.IntRange(1, MAX_SEED_USERS), default=2000, show_default=True
@@ -432,8 +546,9 @@ def migrate_command(
     interruption, or to catch up) converges; TTLs are copied. Then every
     event period is read from both stores, and those whose users are not
     all in the target are listed (exit 1); the target may hold more, marks
-    the app wrote there. Point BITMAPIST_REDIS_URL at the target when it is
-    done."""
+    the app wrote there. With BITMAPIST_ID_MAP, each user keeps its id and
+    gets a dense id from the target's map. Point BITMAPIST_REDIS_URL at the
+    target when it is done."""
     state = _state()
     config: dict[str, Any] = {"BITMAPIST_REDIS_URL": url}
     if layout is not None:
@@ -441,17 +556,21 @@ def migrate_command(
     config["BITMAPIST_SHARD_BITS"] = (
         state.settings.shard_bits if shard_bits is None else shard_bits
     )
+    config["BITMAPIST_ID_MAP"] = state.settings.id_map
+    config["BITMAPIST_MAX_USER_ID"] = state.settings.max_user_id
     try:
         settings = Settings.from_mapping(config, testing=False)
     except ConfigError as error:
         raise click.ClickException(f"--to, --layout or --shard-bits: {error}") from None
+    target_layout = layout_of(settings)
     target = Store(
         create_client(
             settings.redis_url,
             instance_path=current_app.instance_path,
             socket_timeout=_MIGRATE_TIMEOUT,
         ),
-        layout_of(settings),
+        target_layout,
+        id_map_of(settings, target_layout),
     )
     where = f"{mask_password(settings.redis_url)} ({target.layout!r})"
     periods = event_periods(state.store)
@@ -465,6 +584,12 @@ def migrate_command(
         length=len(periods), label="Copying", file=sys.stderr
     ) as bar:
         result = migrate(state.store, target, progress=bar.update)
+    if result.unmapped:
+        click.echo(
+            f"{result.unmapped} users here have bits but no id in the id map "
+            "(marked without BITMAPIST_ID_MAP): they were not copied.",
+            err=True,
+        )
     for mismatch in result.mismatches:
         click.echo(
             f"{mismatch.event_name} {mismatch.period.label}: {mismatch.missing} "
@@ -529,6 +654,41 @@ def stats_command(as_json: bool) -> None:
         f"last error: {writer.last_error or 'none'}"
         + (f" at {writer.last_error_at.isoformat()}" if writer.last_error_at else "")
     )
+
+
+@ids_cli.command("stats")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+def ids_stats_command(as_json: bool) -> None:
+    """How many ids the id map holds, the memory of its keys (MEMORY USAGE)
+    and its buckets. Exit 1 when the app maps no ids (BITMAPIST_ID_MAP is
+    off)."""
+    state = _state()
+    id_map = state.store.id_map
+    if id_map is None:
+        raise click.ClickException(
+            "The id map is off: user ids are the ints from 0 to "
+            f"{state.settings.max_user_id} (BITMAPIST_MAX_USER_ID). Set "
+            "BITMAPIST_ID_MAP = True to use UUIDs, other strings or any int."
+        )
+    stats = id_map.stats(state.store)
+    per_id = stats.bytes_per_id
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "ids": stats.ids,
+                    "bytes": stats.memory,
+                    "bytes_per_id": per_id,
+                    "buckets": stats.buckets,
+                },
+                indent=2,
+            )
+        )
+        return
+    click.echo(f"ids mapped:    {stats.ids}")
+    click.echo(f"memory:        {stats.memory} bytes ({_bytes(stats.memory)})")
+    click.echo(f"bytes per id:  {'-' if per_id is None else f'{per_id:.1f}'}")
+    click.echo(f"buckets:       {stats.buckets}")
 
 
 def _bytes(size: int) -> str:

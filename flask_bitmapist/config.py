@@ -45,6 +45,8 @@ SENTINEL_KWARGS = "sentinel_kwargs"
 MAX_USER_ID = 2**32 - 1
 #: An id is a bit offset: ids up to 2**24 - 1 keep every key under 2 MiB.
 DEFAULT_MAX_USER_ID = 2**24 - 1
+#: How many known ids a process keeps in map mode (``BITMAPIST_ID_CACHE_SIZE``).
+DEFAULT_ID_CACHE_SIZE = 100_000
 
 
 class ConfigError(ValueError):
@@ -79,6 +81,8 @@ class Settings:
     max_user_id: int = DEFAULT_MAX_USER_ID
     key_layout: KeyLayoutName = "bitmapist"
     shard_bits: int = DEFAULT_SHARD_BITS
+    id_map: bool = False
+    id_cache_size: int = DEFAULT_ID_CACHE_SIZE
     track_login: bool = True
     rules: tuple[str, ...] = ()
     id_sources: Mapping[str, Callable[[], Any]] = field(
@@ -172,6 +176,10 @@ class Settings:
             key_layout=key_layout,
             shard_bits=_shard_bits(
                 "shard_bits", read("shard_bits", DEFAULT_SHARD_BITS)
+            ),
+            id_map=_bool("id_map", read("id_map", False)),
+            id_cache_size=_non_negative_int(
+                "id_cache_size", read("id_cache_size", DEFAULT_ID_CACHE_SIZE)
             ),
             track_login=_bool("track_login", read("track_login", True)),
             rules=_paths("rules", read("rules", None)),
@@ -497,6 +505,12 @@ def _bool(name: str, value: Any) -> bool:
 def _positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigError(f"{_key(name)} must be a positive int, got {value!r}.")
+    return value
+
+
+def _non_negative_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"{_key(name)} must be an int of 0 or more, got {value!r}.")
     return value
 
 

@@ -17,6 +17,7 @@ from .dashboard import blueprint as dashboard_blueprint
 from .state import EXTENSION_NAME, AppState
 from .store.backend import Client, Store
 from .store.client import create_client
+from .store.idmap import id_map_of
 from .store.layout import layout_of
 from .store.systems import register_system
 from .store.writer import WriterStats, create_writer
@@ -84,7 +85,8 @@ class FlaskBitmapist:
             socket_timeout=settings.socket_timeout,
             options=settings.redis_options,
         )
-        store = Store(client, layout_of(settings))
+        layout = layout_of(settings)
+        store = Store(client, layout, id_map_of(settings, layout))
         if isinstance(client, redis.Redis):
             # bitmapist's systems are clients of one node; on a cluster,
             # system names other than the app's own do not reach its store.

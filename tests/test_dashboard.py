@@ -272,7 +272,7 @@ def test_event_page_charts_thirty_days_and_lists_weeks_and_months(
         for user in users
     }
     assert re.search(
-        rf"{iso_year}-W{iso_week:02d} <span[^>]*>from [-\d]+</span></th><td class=\"num\">{len(this_week)}</td>",
+        rf"{iso_year}-W{iso_week:02d} <span[^>]*>from [-\d]+</span></th><td class=\"num\"><a href=\"[^\"]+\">{len(this_week)}</a></td>",
         html,
     )
 
@@ -359,7 +359,9 @@ def test_post_cohort_returns_the_heatmap_of_get_cohort(
         assert cohort == [[4, 2, 0], [3, 1, None], [4, None, None]]
     else:
         assert cohort == BODY_COHORT
-    users = re.findall(r'<td class="num users">(\d+)</td>', response.text)
+    users = re.findall(
+        r'<td class="num users">(?:<a href="[^"]+">)?(\d+)(?:</a>)?</td>', response.text
+    )
     assert [int(value) for value in users] == totals == BODY_TOTALS
     assert '<th scope="row">Average</th>' in response.text
     assert '<th scope="row">Total</th>' in response.text
@@ -1179,10 +1181,16 @@ def test_the_current_period_is_hatched_with_a_note(seeded: Flask) -> None:
     assert body_text(html, "heatmap-running") == (
         "Hatched: the current day, still running: its count can still grow."
     )
+    users = (
+        "/bitmapist/users/cohort?primary_event=signup&amp;secondary_event=play"
+        "&amp;additional_event=pay&amp;additional_op=or&amp;time_group=days"
+        f"&amp;num_rows=3&amp;num_cols=3&amp;date={NOW.date().isoformat()}"
+        "&amp;row=0&amp;column=2"
+    )
     assert (
         '<td class="cell num heat-0 running" data-row="0" data-col="2" '
         'data-count="0" title="0 of 4 users (0.0%), the current day, still running" '
-        'aria-describedby="heatmap-running"><span class="value">0</span></td>'
+        f'aria-describedby="heatmap-running"><a class="value" href="{users}">0</a></td>'
     ) in html
     narrow = client.post("/bitmapist/cohort", json={**BODY, "num_cols": 2}).text
     assert running_cells(narrow) == {(1, 1), (2, 0)}

@@ -31,7 +31,7 @@ def test_a_raised_maximum_accepts_ids_up_to_it(user_id: int) -> None:
     assert to_user_id("e", user_id, max_user_id=MAX_USER_ID) == user_id
     assert to_user_id("e", str(user_id), max_user_id=user_id) == user_id
     with pytest.raises(
-        ValueError, match=r"must be from 0 to \d+ \(BITMAPIST_MAX_USER_ID\)"
+        ValueError, match=r"must be from 0 to \d+ \(BITMAPIST_MAX_USER_ID;"
     ):
         to_user_id("e", user_id, max_user_id=user_id - 1)
 
@@ -47,22 +47,22 @@ def test_leading_zeros_are_decimal() -> None:
 @pytest.mark.parametrize(
     ("value", "message"),
     [
-        (-1, "User id for event 'login' must be from 0 to 16777215 (BITMAPIST_MAX_USER_ID), got -1."),
-        (2**24, "User id for event 'login' must be from 0 to 16777215 (BITMAPIST_MAX_USER_ID), got 16777216."),
-        (2**32 - 1, "User id for event 'login' must be from 0 to 16777215 (BITMAPIST_MAX_USER_ID), got 4294967295."),
-        ("4294967296", "User id for event 'login' must be from 0 to 16777215 (BITMAPIST_MAX_USER_ID), got '4294967296'."),
-        ("9" * 5000, "User id for event 'login' must be from 0 to 16777215 (BITMAPIST_MAX_USER_ID), got '" + "9" * 5000 + "'."),
-        (True, "User id for event 'login' must be an int or a string of decimal digits, got True."),
-        (False, "User id for event 'login' must be an int or a string of decimal digits, got False."),
-        (1.0, "User id for event 'login' must be an int or a string of decimal digits, got 1.0."),
-        ("1.5", "User id for event 'login' must be an int or a string of decimal digits, got '1.5'."),
-        ("-3", "User id for event 'login' must be an int or a string of decimal digits, got '-3'."),
-        ("", "User id for event 'login' must be an int or a string of decimal digits, got ''."),
-        (" 12", "User id for event 'login' must be an int or a string of decimal digits, got ' 12'."),
-        ("abc", "User id for event 'login' must be an int or a string of decimal digits, got 'abc'."),
-        ("١٢", "User id for event 'login' must be an int or a string of decimal digits, got '١٢'."),
-        (b"12", "User id for event 'login' must be an int or a string of decimal digits, got b'12'."),
-        ([1], "User id for event 'login' must be an int or a string of decimal digits, got [1]."),
+        (-1, "User id for event 'login' must be from 0 to 16777215 (BITMAPIST_MAX_USER_ID; set BITMAPIST_ID_MAP = True to use any int), got -1."),
+        (2**24, "User id for event 'login' must be from 0 to 16777215 (BITMAPIST_MAX_USER_ID; set BITMAPIST_ID_MAP = True to use any int), got 16777216."),
+        (2**32 - 1, "User id for event 'login' must be from 0 to 16777215 (BITMAPIST_MAX_USER_ID; set BITMAPIST_ID_MAP = True to use any int), got 4294967295."),
+        ("4294967296", "User id for event 'login' must be from 0 to 16777215 (BITMAPIST_MAX_USER_ID; set BITMAPIST_ID_MAP = True to use any int), got '4294967296'."),
+        ("9" * 5000, "User id for event 'login' must be from 0 to 16777215 (BITMAPIST_MAX_USER_ID; set BITMAPIST_ID_MAP = True to use any int), got '" + "9" * 59 + "... (5000 characters)."),
+        (True, "User id for event 'login' must be an int or a string of decimal digits (set BITMAPIST_ID_MAP = True to use UUIDs, other strings or any int), got True."),
+        (False, "User id for event 'login' must be an int or a string of decimal digits (set BITMAPIST_ID_MAP = True to use UUIDs, other strings or any int), got False."),
+        (1.0, "User id for event 'login' must be an int or a string of decimal digits (set BITMAPIST_ID_MAP = True to use UUIDs, other strings or any int), got 1.0."),
+        ("1.5", "User id for event 'login' must be an int or a string of decimal digits (set BITMAPIST_ID_MAP = True to use UUIDs, other strings or any int), got '1.5'."),
+        ("-3", "User id for event 'login' must be an int or a string of decimal digits (set BITMAPIST_ID_MAP = True to use UUIDs, other strings or any int), got '-3'."),
+        ("", "User id for event 'login' must be an int or a string of decimal digits (set BITMAPIST_ID_MAP = True to use UUIDs, other strings or any int), got ''."),
+        (" 12", "User id for event 'login' must be an int or a string of decimal digits (set BITMAPIST_ID_MAP = True to use UUIDs, other strings or any int), got ' 12'."),
+        ("abc", "User id for event 'login' must be an int or a string of decimal digits (set BITMAPIST_ID_MAP = True to use UUIDs, other strings or any int), got 'abc'."),
+        ("١٢", "User id for event 'login' must be an int or a string of decimal digits (set BITMAPIST_ID_MAP = True to use UUIDs, other strings or any int), got '١٢'."),
+        (b"12", "User id for event 'login' must be an int or a string of decimal digits (set BITMAPIST_ID_MAP = True to use UUIDs, other strings or any int), got b'12'."),
+        ([1], "User id for event 'login' must be an int or a string of decimal digits (set BITMAPIST_ID_MAP = True to use UUIDs, other strings or any int), got [1]."),
     ],
 )  # fmt: skip
 def test_bad_ids_name_the_event_and_the_value(value: object, message: str) -> None:

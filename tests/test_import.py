@@ -236,7 +236,7 @@ def test_malformed_lines_are_reported_and_skipped(
         line for line in result.stderr.splitlines() if line.startswith("skipped")
     ] == [
         "skipped line 2: invalid JSON: Expecting property name enclosed in double quotes",
-        "skipped line 3: User id for event 'song:played' must be from 0 to 16777215 (BITMAPIST_MAX_USER_ID), got -1",
+        "skipped line 3: User id for event 'song:played' must be from 0 to 16777215 (BITMAPIST_MAX_USER_ID; set BITMAPIST_ID_MAP = True to use any int), got -1",
         "skipped line 5: Event name must not contain whitespace or control characters, got 'two words'",
         "skipped line 6: time must be an ISO 8601 string, got 'yesterday'",
         "skipped line 7: missing user",
@@ -325,7 +325,8 @@ def test_ids_above_the_maximum_are_malformed_lines(
     assert result.exit_code == 1
     assert (
         "skipped line 2: User id for event 'song:played' must be from 0 to 16777215 "
-        "(BITMAPIST_MAX_USER_ID), got 16777216" in result.output
+        "(BITMAPIST_MAX_USER_ID; set BITMAPIST_ID_MAP = True to use any int), got 16777216"
+        in result.output
     )
     assert "Imported 1 events; skipped 1 lines." in result.output
     key = "trackist_song:played_2026-3-14"

@@ -402,7 +402,7 @@ def test_decorator_marks_anonymous_users_as_nothing(
 
 BIG_ID_ERROR = (
     "User id for event 'song:played' must be from 0 to 16777215 "
-    "(BITMAPIST_MAX_USER_ID), got {}."
+    "(BITMAPIST_MAX_USER_ID; set BITMAPIST_ID_MAP = True to use any int), got {}."
 )
 
 
@@ -439,7 +439,7 @@ def test_a_raised_maximum_accepts_larger_ids(make_store_app: Any) -> None:
     with app.app_context():
         mark_event("song:played", 2**25, now=NOW)
         with pytest.raises(
-            ValueError, match=r"from 0 to 33554432 \(BITMAPIST_MAX_USER_ID\)"
+            ValueError, match=r"from 0 to 33554432 \(BITMAPIST_MAX_USER_ID;"
         ):
             mark_event("song:played", 2**25 + 1, now=NOW)
         day = get_event_data("song:played", "day", now=NOW)

@@ -7,14 +7,15 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import pytest
 import redis
 from conftest import TEST_SHARD_BITS, AppFactory
 from flask import Flask
 from test_sharded_differential import EVENTS, NOW, queries
 
-from flask_bitmapist import mark_event
+from flask_bitmapist import get_event_data, mark_event
 from flask_bitmapist.store.layout import Period
-from flask_bitmapist.store.migrate import compare_period
+from flask_bitmapist.store.migrate import compare_period, migrate
 from flask_bitmapist.testing import ClusterProcess
 
 UTC = timezone.utc
@@ -186,3 +187,80 @@ def test_a_bad_target_is_one_line_and_exit_1(
     bits = run(app, "--to", redis_cluster.url, "--shard-bits", "2")
     assert bits.exit_code == 1
     assert "BITMAPIST_SHARD_BITS must be an int from 3 to 32, got 2." in bits.output
+
+
+def as_sets(answers: dict[str, Any]) -> dict[str, Any]:
+    """``queries``' answers with each list of members sorted: with the id
+    map, members come in dense order, which the target's map hands out its
+    own way."""
+    return {
+        name: (value[0], sorted(value[1]), value[2])
+        if isinstance(value, tuple) and len(value) == 3 and isinstance(value[1], list)
+        else value
+        for name, value in answers.items()
+    }
+
+
+def test_the_id_map_moves_users_not_dense_ids(
+    make_app: AppFactory,
+    other_redis_url: str,
+    redis_cluster: ClusterProcess,
+    client: redis.Redis,
+) -> None:
+    redis_cluster.flushall()
+    source = make_app(id_map=True)
+    fill(source)
+    with source.app_context():
+        for name in ("Zoë", "{1B4E28BA-2FA1-11D2-883F-0016D3CCA427}", "a b"):
+            mark_event("a", name, now=NOW)
+    expected = as_sets(queries(store_of(source)))
+    assert "1b4e28ba-2fa1-11d2-883f-0016d3cca427" in expected["a days"][1]
+    users = store_of(source).id_map.stats(store_of(source)).ids
+
+    result = run(source, "--to", redis_cluster.url, "--shard-bits", "3")
+    assert result.exit_code == 0, result.output
+    on_cluster = make_app(
+        name="cluster", redis_url=redis_cluster.url, shard_bits=3, id_map=True
+    )
+    target = store_of(on_cluster)
+    assert target.id_map.buckets == 64
+    assert target.id_map.stats(target).ids == users
+    assert as_sets(queries(target)) == expected
+
+    back = run(on_cluster, "--to", other_redis_url)
+    assert back.exit_code == 0, back.output
+    returned = make_app(name="back", redis_url=other_redis_url, id_map=True)
+    assert as_sets(queries(store_of(returned))) == as_sets(queries(target))
+
+
+def test_bits_no_id_of_the_map_owns_are_counted_and_left_behind(
+    make_app: AppFactory, other_redis_url: str, client: redis.Redis
+) -> None:
+    source = make_app(id_map=True)
+    with source.app_context():
+        mark_event("a", "alice", now=NOW)
+    # Marked before the map was turned on: no id owns bit 5000.
+    (day_key,) = client.keys("trackist_a_*-*-*")
+    client.setbit(day_key, 5000, 1)
+    result = run(source, "--to", other_redis_url)
+    assert result.exit_code == 0, result.output
+    assert result.stderr.endswith(
+        "1 users here have bits but no id in the id map (marked without "
+        "BITMAPIST_ID_MAP): they were not copied.\n"
+    )
+    target = make_app(name="target", redis_url=other_redis_url, id_map=True)
+    with target.app_context():
+        assert list(get_event_data("a", now=NOW)) == ["alice"]
+
+
+def test_one_store_with_the_id_map_and_one_without_is_refused(
+    make_app: AppFactory, other_redis_url: str
+) -> None:
+    mapped = make_app(id_map=True)
+    plain = make_app(name="plain", redis_url=other_redis_url)
+    with pytest.raises(ValueError) as error:
+        migrate(store_of(mapped), store_of(plain))
+    assert str(error.value) == (
+        "Both stores need the id map, or neither: the source has "
+        "IdMap(buckets=1, limit=16777215), the target None."
+    )

@@ -619,7 +619,8 @@ def test_an_object_where_an_id_belongs_hints_at_its_id(
         assert web.post("/signup", **body).status_code == 201
     assert warnings_of(caplog) == [
         f"Rule at {path}, line 2 marked nothing: User id for event "
-        f"'user:signed_up' must be an int or a string of decimal digits, {hint}"
+        "'user:signed_up' must be an int or a string of decimal digits (set "
+        f"BITMAPIST_ID_MAP = True to use UUIDs, other strings or any int), {hint}"
     ]
     assert client.keys("*") == []
 
@@ -669,7 +670,7 @@ def test_marked_nothing_warnings_are_rate_limited_per_rule_and_per_app(
     bad = {"X-User-Id": "abc"}
     api = (
         f"Rule at {path}, line 2 marked nothing: User id for event 'api:called' "
-        "must be an int or a string of decimal digits, got 'abc'."
+        "must be an int or a string of decimal digits (set BITMAPIST_ID_MAP = True to use UUIDs, other strings or any int), got 'abc'."
     )
     with caplog.at_level(logging.WARNING, logger="flask_bitmapist"):
         for _ in range(3):
@@ -690,10 +691,12 @@ def test_marked_nothing_warnings_are_rate_limited_per_rule_and_per_app(
     assert warnings_of(caplog) == [
         api,
         f"Rule at {path}, line 5 marked nothing: User id for event 'game:played' "
-        "must be from 0 to 16777215 (BITMAPIST_MAX_USER_ID), got 99999999.",
+        "must be from 0 to 16777215 (BITMAPIST_MAX_USER_ID; set "
+        "BITMAPIST_ID_MAP = True to use any int), got 99999999.",
         f"Rule at {path}, line 2 marked nothing (3 warnings suppressed since the "
         "last one): User id for event 'api:called' must be an int or a string "
-        "of decimal digits, got 'abc'.",
+        "of decimal digits (set BITMAPIST_ID_MAP = True to use UUIDs, other "
+        "strings or any int), got 'abc'.",
         api,
     ]
     assert client.keys("*") == []
@@ -782,7 +785,7 @@ def test_an_id_above_the_maximum_marks_nothing_and_writes_no_key(
     assert (response.status_code, response.text) == (200, "played 4294967295")
     assert warnings_of(caplog) == [
         f"Rule at {path}, line 2 marked nothing: User id for event 'game:played' "
-        "must be from 0 to 16777215 (BITMAPIST_MAX_USER_ID), got 4294967295."
+        "must be from 0 to 16777215 (BITMAPIST_MAX_USER_ID; set BITMAPIST_ID_MAP = True to use any int), got 4294967295."
     ]
     assert client.keys() == []
     assert client.dbsize() == 0
@@ -801,7 +804,7 @@ def test_rules_use_the_apps_max_user_id(
         assert web.get("/play/1001").text == "played 1001"
     assert warnings_of(caplog) == [
         f"Rule at {path}, line 2 marked nothing: User id for event 'game:played' "
-        "must be from 0 to 1000 (BITMAPIST_MAX_USER_ID), got 1001."
+        "must be from 0 to 1000 (BITMAPIST_MAX_USER_ID; set BITMAPIST_ID_MAP = True to use any int), got 1001."
     ]
     assert client.keys() == []
     assert web.get("/play/1000").text == "played 1000"

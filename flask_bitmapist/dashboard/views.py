@@ -1,5 +1,10 @@
 """The dashboard's views, its access guard, security headers and error pages.
 
+The users behind a number: ``/users/event/<name>`` lists the users of an
+event in a period, ``/users/cohort`` those of a cohort's cell, 100 a page,
+with a CSV of all of them (``format=csv``). The event page links each of its
+counts, and the heatmap each of its cells and row totals, to these pages.
+
 Besides its own endpoints, the blueprint keeps those of 0.1.x, so that an
 app's ``url_for("bitmapist.index")``, ``"bitmapist.events"`` and
 ``"bitmapist.cohort"`` still build: they serve the same views.
@@ -7,10 +12,16 @@ app's ``url_for("bitmapist.index")``, ``"bitmapist.events"`` and
 
 from __future__ import annotations
 
+import csv
+import io
+import itertools
 import json
 import logging
 import re
+from collections.abc import Iterator
+from datetime import date, datetime, time, timezone
 from typing import Any
+from urllib.parse import urlencode
 
 import redis
 from flask import (
@@ -21,21 +32,30 @@ from flask import (
     jsonify,
     render_template,
     request,
+    url_for,
 )
 from werkzeug.exceptions import ClientDisconnected, HTTPException
 
-from ..report.cohort import CohortReport, CohortRequest
+from ..report.cohort import CohortReport, CohortRequest, get_cohort_cell
 from ..report.events import (
+    MAX_PAGE_SIZE,
     EventHistory,
+    EventSet,
     FieldError,
+    UsersPage,
     close_event_names,
     count_events,
     event_history,
+    get_event_data,
     list_event_names,
+    period_of,
     unknown_event_message,
+    validate_page_size,
+    validate_time_group,
 )
 from ..state import current_state
-from ..store.layout import TIME_GROUPS, validate_event_name
+from ..store.idmap import MAX_ID_LENGTH
+from ..store.layout import TIME_GROUPS, to_utc, validate_event_name
 from .chart import bar_chart
 
 logger = logging.getLogger("flask_bitmapist.dashboard")
@@ -309,3 +329,277 @@ def _formatted(report: CohortReport, fmt: str) -> Any:
             headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
         )
     return render_template("bitmapist/_heatmap.html", report=report)
+
+
+# The users behind a number
+
+#: Users per page of the users pages, unless ``limit`` asks for another.
+USERS_PER_PAGE = 100
+# Rows of the CSV per chunk of its streamed body.
+_CSV_ROWS_PER_CHUNK = 1000
+# The days a users page takes: from the epoch, so that a cohort's earliest row
+# (366 periods back) stays a date, to the last one a date can hold.
+_FIRST_DAY = date(1970, 1, 1)
+_LAST_DAY = date.max
+_DAY_TEXT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+# Longer input is cut in error messages.
+_SHOWN_CHARACTERS = 40
+
+
+# Under /users/, not /event/<name>/users: event names may hold "/".
+@blueprint.route("/users/event/<path:name>")
+def event_users(name: str) -> Any:
+    """The users who did event ``name`` in a period: ``time_group`` (days,
+    weeks, months or years; default days) and ``date`` (a day in the period,
+    YYYY-MM-DD; default today, UTC), :data:`USERS_PER_PAGE` a page after the
+    user ``after``, or all of them with ``format=csv``.
+
+    Bad input answers 400 naming the field; an unknown event 404.
+    """
+    if not _is_event_name(name):
+        abort(404, "There is no event of that name.")
+    try:
+        fmt = _requested_format()
+        time_group = validate_time_group(request.args.get("time_group", "days"))
+        when = to_utc(_day_field())
+        limit, after = _paging_fields(fmt)
+        users = get_event_data(name, time_group, when)
+        count = len(users)
+        # As the event page: only an event without users here pays the SCAN.
+        if not count:
+            names = list_event_names()
+            if name not in names:
+                return _unknown_event(name, names)
+        period = period_of(time_group, when)
+        query = [("time_group", time_group), ("date", period.start.date().isoformat())]
+        if fmt == "csv":
+            return _users_csv(users, f"users-{name}-{period.label}")
+        page = users.page(limit, after)
+    except FieldError as error:
+        return _users_bad_field(error)
+    if fmt == "json":
+        return jsonify(
+            event=name,
+            time_group=time_group,
+            period=period.label,
+            count=count,
+            users=page.users,
+            next_after=page.next_after,
+        )
+    return render_template(
+        "bitmapist/event_users.html",
+        name=name,
+        period=period,
+        count=count,
+        page=page,
+        links=_users_links(url_for("bitmapist.event_users", name=name), query, page),
+        back=url_for("bitmapist.event", name=name),
+    )
+
+
+@blueprint.route("/users/cohort")
+def cohort_users() -> Any:
+    """The users of a cohort's cell: the cohort's query (as ``/cohort``
+    takes it), ``row`` and ``column`` (from 0, as in the heatmap), and
+    ``date``, a day in the last row's period (default today, UTC); paged
+    and downloaded as :func:`event_users`.
+
+    Bad input answers 400 naming the field.
+    """
+    try:
+        fmt = _requested_format()
+        cohort = CohortRequest.from_query(request.args)
+        row = _index_field("row")
+        column = _index_field("column")
+        when = to_utc(_day_field())
+        limit, after = _paging_fields(fmt)
+        users = get_cohort_cell(
+            cohort.primary_event,
+            cohort.secondary_event,
+            [{"name": name, "op": op} for name, op in cohort.additional_events],
+            cohort.time_group,
+            cohort.num_rows,
+            cohort.num_cols,
+            with_replacement=cohort.with_replacement,
+            now=when,
+            row=row,
+            column=column,
+        )
+        last = period_of(cohort.time_group, when)
+        row_period = last.shift(row - (cohort.num_rows - 1))
+        query = [
+            *cohort.to_query(),
+            ("date", last.start.date().isoformat()),
+            ("row", str(row)),
+            ("column", str(column)),
+        ]
+        if fmt == "csv":
+            return _users_csv(
+                users,
+                f"users-cohort-{cohort.primary_event}-{cohort.secondary_event}"
+                f"-{row_period.label}-plus-{column}",
+            )
+        count = len(users)
+        page = users.page(limit, after)
+    except FieldError as error:
+        return _users_bad_field(error)
+    if fmt == "json":
+        return jsonify(
+            request=cohort.to_json(),
+            date=last.start.date().isoformat(),
+            row=row,
+            column=column,
+            period=row_period.label,
+            count=count,
+            users=page.users,
+            next_after=page.next_after,
+        )
+    return render_template(
+        "bitmapist/cohort_users.html",
+        cohort=cohort,
+        row=row,
+        column=column,
+        row_period=row_period,
+        cell_period=row_period.shift(column),
+        earlier=(
+            None
+            if cohort.with_replacement or column == 0
+            else (row_period, row_period.shift(column - 1))
+        ),
+        count=count,
+        page=page,
+        links=_users_links(url_for("bitmapist.cohort_users"), query, page),
+        back=f"{url_for('bitmapist.cohort_page')}?{urlencode(cohort.to_query())}",
+    )
+
+
+def _users_bad_field(error: FieldError) -> tuple[Any, int]:
+    """400 naming the field: JSON for the data formats (as the cohort API),
+    else a page that says it."""
+    if _wants_json():
+        return _bad_field(error)
+    return render_template("bitmapist/bad_request.html", error=error), 400
+
+
+def _shown(text: str) -> str:
+    """``text`` quoted for an error message, cut if long."""
+    if len(text) > _SHOWN_CHARACTERS:
+        return f"{text[:_SHOWN_CHARACTERS]!r}..."
+    return repr(text)
+
+
+def _day_field() -> datetime | None:
+    """The ``date`` argument as midnight UTC, or ``None`` (now) without one."""
+    text = request.args.get("date")
+    if text is None:
+        return None
+    try:
+        # fromisoformat alone also takes 20240105 and 2024-W01-5.
+        day = date.fromisoformat(text) if _DAY_TEXT.fullmatch(text) else None
+    except ValueError:
+        day = None
+    if day is None or day < _FIRST_DAY:
+        raise FieldError(
+            "date",
+            f"must be a day from {_FIRST_DAY} to {_LAST_DAY} as YYYY-MM-DD, "
+            f"got {_shown(text)}.",
+        )
+    return datetime.combine(day, time.min, timezone.utc)
+
+
+def _index_field(name: str) -> int:
+    """A required ``row`` or ``column``: digits, checked against the cohort's
+    size by :func:`get_cohort_cell`."""
+    text = request.args.get(name)
+    if text is None:
+        raise FieldError(name, "is required.")
+    # Six digits are more than any cohort has rows or columns.
+    if not (text.isascii() and text.isdigit()) or len(text) > 6:
+        raise FieldError(name, f"must be an int, got {_shown(text)}.")
+    return int(text)
+
+
+def _paging_fields(fmt: str) -> tuple[int, str | None]:
+    """``limit`` (default :data:`USERS_PER_PAGE`) and ``after``; neither
+    applies to the CSV, which holds every user."""
+    if fmt == "csv":
+        for name in ("limit", "after"):
+            if name in request.args:
+                raise FieldError(
+                    name, "does not apply to format=csv, which holds every user."
+                )
+        return USERS_PER_PAGE, None
+    limit = USERS_PER_PAGE
+    text = request.args.get("limit")
+    if text is not None:
+        if not (text.isascii() and text.isdigit()) or len(text) > 6:
+            raise FieldError(
+                "limit",
+                f"must be an int from 1 to {MAX_PAGE_SIZE}, got {_shown(text)}.",
+            )
+        limit = validate_page_size(int(text))
+    after = request.args.get("after")
+    # No id is longer, and a longer run of digits is no int Python parses.
+    if after is not None and len(after) > MAX_ID_LENGTH:
+        raise FieldError(
+            "after", f"must be at most {MAX_ID_LENGTH} characters, got {len(after)}."
+        )
+    return limit, after
+
+
+def _users_links(
+    path: str, query: list[tuple[str, str]], page: UsersPage
+) -> dict[str, str | None]:
+    """The URLs of a users page's next and first pages, of its JSON and of
+    the CSV of all its users: the canonical ``query`` of the users, with the
+    page's ``limit`` kept (but in the CSV's)."""
+    if "limit" in request.args:
+        paged = [*query, ("limit", request.args["limit"])]
+    else:
+        paged = query
+    return {
+        "next": (
+            None
+            if page.next_after is None
+            else f"{path}?{urlencode([*paged, ('after', str(page.next_after))])}"
+        ),
+        "first": f"{path}?{urlencode(paged)}" if "after" in request.args else None,
+        "csv": f"{path}?{urlencode([*query, ('format', 'csv')])}",
+        "json": f"{path}?{urlencode([*paged, ('format', 'json')])}",
+    }
+
+
+def _users_csv(users: EventSet, name: str) -> Response:
+    """Every user of ``users`` as a CSV download: a ``user`` header, then one
+    id a line, in the set's order, streamed as the set is read (with the id
+    map, 1,000 ids a round trip).
+
+    Ids are written as they are, quoted by the csv module where needed: an
+    id that starts with ``=`` stays one, so that the file gives back every id
+    exactly (see docs/dashboard.md on opening it in a spreadsheet).
+    """
+    ids = iter(users)
+    # Read the set before the response starts, so that Redis being away is
+    # still a 503; later failures can only cut the download short.
+    first = list(itertools.islice(ids, 1))
+
+    def chunks() -> Iterator[str]:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\r\n")
+        writer.writerow(["user"])
+        rows = itertools.chain(first, ids)
+        while batch := list(itertools.islice(rows, _CSV_ROWS_PER_CHUNK)):
+            writer.writerows([user] for user in batch)
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+        # The header alone, for a set without users.
+        if buffer.tell():
+            yield buffer.getvalue()
+
+    filename = _UNSAFE_FILENAME_CHARS.sub("-", name)[:120]
+    return Response(
+        chunks(),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{filename}.csv"'},
+    )

@@ -8,7 +8,9 @@ report, so both show the numbers of :func:`get_cohort`.
 from __future__ import annotations
 
 import csv
+import functools
 import io
+import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,6 +24,7 @@ from ..store.program import Program, Ref
 from .events import (
     EventSet,
     FieldError,
+    UsersPage,
     chained_set,
     current_temp_key_ttl,
     period_of,
@@ -77,12 +80,14 @@ def get_cohort(
         start (UTC), and each row's number of primary users.
     :raises ValueError: for an invalid argument.
     """
-    validate_event_field("primary_event_name", primary_event_name)
-    validate_event_field("secondary_event_name", secondary_event_name)
-    chained = validate_chained_events(additional_events, "additional_events")
-    group = validate_time_group(time_group)
-    rows = validate_period_count("num_rows", num_rows)
-    cols = validate_period_count("num_cols", num_cols)
+    chained, group, rows, cols = _validated(
+        primary_event_name,
+        secondary_event_name,
+        additional_events,
+        time_group,
+        num_rows,
+        num_cols,
+    )
     when = to_utc(now)
     store = resolve_store(system)
 
@@ -152,6 +157,126 @@ def get_cohort(
         cohort.append(counts + [None] * (cols - len(counts)))
     dates = [periods[offset].start for offset in row_offsets]
     return cohort, dates, totals
+
+
+def _validated(
+    primary_event_name: str,
+    secondary_event_name: str,
+    additional_events: Sequence[Mapping[str, str]] | None,
+    time_group: str,
+    num_rows: int,
+    num_cols: int,
+) -> tuple[list[tuple[str, str]], str, int, int]:
+    """A cohort's arguments checked: the chained events, the time group, the
+    rows and the columns."""
+    validate_event_field("primary_event_name", primary_event_name)
+    validate_event_field("secondary_event_name", secondary_event_name)
+    return (
+        validate_chained_events(additional_events, "additional_events"),
+        validate_time_group(time_group),
+        validate_period_count("num_rows", num_rows),
+        validate_period_count("num_cols", num_cols),
+    )
+
+
+def get_cohort_cell(
+    primary_event_name: str,
+    secondary_event_name: str,
+    additional_events: Sequence[Mapping[str, str]] | None = None,
+    time_group: str = "days",
+    num_rows: int = 10,
+    num_cols: int = 10,
+    system: str | Store | None = None,
+    with_replacement: bool = False,
+    now: datetime | None = None,
+    *,
+    row: int,
+    column: int,
+) -> EventSet:
+    """The users that :func:`get_cohort` with the same arguments counts in
+    cell ``[row][column]``, as an :class:`EventSet`.
+
+    The cell holds the users of row ``row``'s primary event who did the
+    chained secondary events ``column`` periods later; without replacement,
+    less those who did them in an earlier column of the row.
+
+    :param row: from 0 (the oldest row) to ``num_rows - 1``.
+    :param column: from 0 to ``num_cols - 1``, and no later than now's period.
+    :raises ValueError: for an invalid argument; a :exc:`FieldError` names
+        ``row`` or ``column``.
+    """
+    chained, group, rows, cols = _validated(
+        primary_event_name,
+        secondary_event_name,
+        additional_events,
+        time_group,
+        num_rows,
+        num_cols,
+    )
+    for name, value, count in (("row", row, rows), ("column", column, cols)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise FieldError(name, f"must be an int, got {value!r}.")
+        if not 0 <= value < count:
+            raise FieldError(name, f"must be from 0 to {count - 1}, got {value}.")
+    row_offset = row - (rows - 1)
+    if row_offset + column > 0:
+        raise FieldError(
+            "column",
+            f"must be from 0 to {-row_offset} for row {row}, whose later "
+            "periods are in the future.",
+        )
+    when = to_utc(now)
+    store = resolve_store(system)
+    primary = EventSet.of_period(
+        primary_event_name, period_of(group, when, row_offset), store
+    )
+
+    def chain(offset: int) -> EventSet:
+        period = period_of(group, when, row_offset + offset)
+        return chained_set(store, secondary_event_name, chained, period)
+
+    cell = primary & chain(column)
+    if with_replacement or column == 0:
+        return cell
+    return cell - functools.reduce(operator.or_, map(chain, range(column)))
+
+
+def get_cohort_users(
+    primary_event_name: str,
+    secondary_event_name: str,
+    additional_events: Sequence[Mapping[str, str]] | None = None,
+    time_group: str = "days",
+    num_rows: int = 10,
+    num_cols: int = 10,
+    system: str | Store | None = None,
+    with_replacement: bool = False,
+    now: datetime | None = None,
+    *,
+    row: int,
+    column: int,
+    limit: int = 100,
+    after: int | str | None = None,
+) -> UsersPage:
+    """The users of a cohort's cell, a page at a time: :meth:`EventSet.page`
+    of :func:`get_cohort_cell` with the same arguments.
+
+    :param limit: users per page, from 1 to 1,000.
+    :param after: the previous page's ``next_after``; ``None`` for the first.
+    """
+    cell = get_cohort_cell(
+        primary_event_name,
+        secondary_event_name,
+        additional_events,
+        time_group,
+        num_rows,
+        num_cols,
+        system,
+        with_replacement,
+        now,
+        row=row,
+        column=column,
+    )
+    return cell.page(limit, after)
 
 
 MAX_PERIODS = 366

@@ -23,7 +23,7 @@ import contextlib
 import uuid
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import redis
 from redis.cluster import ClusterNode, RedisCluster
@@ -36,6 +36,9 @@ from redis.exceptions import (
 
 from .layout import BITMAPIST, KeyLayout, ShardedLayout
 from .program import PROGRAM_SCRIPT, Program
+
+if TYPE_CHECKING:
+    from .idmap import IdMap
 
 __all__ = [
     "Client",
@@ -73,20 +76,30 @@ def set_bits(value: bytes | None, first: int = 0) -> Iterator[int]:
 
 
 class Store:
-    """Where an app's marks live: a Redis client and a key layout.
+    """Where an app's marks live: a Redis client, a key layout, and the id
+    map when user ids are mapped.
 
     :param client: a client of one Redis node or of a cluster.
     :param layout: the key layout; default bitmapist's. A cluster needs a
         layout whose shards share a slot each
         (:class:`~flask_bitmapist.store.layout.ShardedLayout`).
+    :param id_map: the map from any user id to a dense int
+        (``BITMAPIST_ID_MAP``), or ``None`` when user ids are the ints
+        themselves.
     """
 
-    def __init__(self, client: Client, layout: KeyLayout = BITMAPIST) -> None:
+    def __init__(
+        self,
+        client: Client,
+        layout: KeyLayout = BITMAPIST,
+        id_map: IdMap | None = None,
+    ) -> None:
         self.client = client
         self.layout = layout
+        self.id_map = id_map
 
     def __repr__(self) -> str:
-        return f"Store({self.client!r}, {self.layout!r})"
+        return f"Store({self.client!r}, {self.layout!r}, {self.id_map!r})"
 
     def shards(self) -> list[int]:
         """The shards that hold data, ascending: ``[0]`` for a layout of one
@@ -238,6 +251,15 @@ def _execute_on(client: redis.Redis, scripts: Sequence[Script]) -> list[Any]:
     except redis.RedisError as error:
         # The node could not be reached: every script of it failed.
         return [error] * len(scripts)
+    except (ValueError, AttributeError) as error:
+        # What redis-py raises from a connection closed under the call (I/O
+        # on a closed file, a reader set to None): on a cluster, another
+        # thread's slot-map reload disconnects the pools it replaces. An
+        # outage, as a connection reset is.
+        closed = redis.ConnectionError(
+            f"The connection closed during the call: {error}"
+        )
+        return [closed] * len(scripts)
     return replies
 
 

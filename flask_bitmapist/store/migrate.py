@@ -14,6 +14,16 @@ in the target (the target may hold more: marks the app wrote there).
 
 A period is read whole into memory: for ids spread up to 2**32, that is up to
 512 MB per period, and a sparse sharded store is walked shard by shard.
+
+**With the id map** (``BITMAPIST_ID_MAP``) on both sides, a user's dense id
+in the target may differ from the source's (the maps of bitmapist's layout
+and of a sharded one hand them out differently, and the target may have
+met users of its own). So each source dense id is turned into its id by the
+source's map and into a dense id by the target's (allocating it there when
+new), once per user for the whole copy, and the bits are written at the
+target's dense ids. A source bit whose dense id the source's map never
+handed out (left by marks written without the map) has no user to copy: it
+is counted in :attr:`MigrationResult.unmapped` and left behind.
 """
 
 from __future__ import annotations
@@ -21,7 +31,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .backend import Script, Store
+from .backend import Script, Store, set_bits
+from .idmap import IdMapFull
 from .layout import Period
 from .maintenance import event_keys
 from .program import EventKey, Program
@@ -30,6 +41,7 @@ from .writer import registry_script
 __all__ = [
     "MigrationResult",
     "Mismatch",
+    "Translation",
     "compare_period",
     "copy_period",
     "event_periods",
@@ -72,12 +84,76 @@ class MigrationResult:
     :ivar target_keys: keys written (0 in a dry run).
     :ivar mismatches: event periods with users the target lacks after the
         copy.
+    :ivar unmapped: with the id map, the source's users (dense ids) that its
+        map does not know, left behind (see the module's documentation).
     """
 
     periods: int = 0
     source_keys: int = 0
     target_keys: int = 0
     mismatches: list[Mismatch] = field(default_factory=list)
+    unmapped: int = 0
+
+
+# How many users one round trip of a translation resolves and allocates.
+_TRANSLATE_BATCH = 10_000
+
+
+class Translation:
+    """The source map's dense ids turned into the target map's, each user
+    looked up once for a whole copy (see the module's documentation)."""
+
+    def __init__(self, source: Store, target: Store) -> None:
+        if source.id_map is None or target.id_map is None:
+            raise ValueError("A translation needs an id map in both stores.")
+        self._source = source
+        self._target = target
+        self._dense: dict[int, int] = {}
+        self._unmapped: set[int] = set()
+
+    @property
+    def unmapped(self) -> int:
+        """Source dense ids met that the source's map does not know."""
+        return len(self._unmapped)
+
+    def bitmap(self, bitmap: bytearray) -> bytearray:
+        """``bitmap`` of source dense ids as a bitmap of target dense ids."""
+        dense_ids = list(set_bits(bytes(bitmap)))
+        self._learn([user for user in dense_ids if user not in self._dense])
+        translated = [
+            self._dense[user] for user in dense_ids if user not in self._unmapped
+        ]
+        result = bytearray((max(translated) // 8 + 1) if translated else 0)
+        for user in translated:
+            result[user >> 3] |= 0x80 >> (user & 7)
+        return result
+
+    def _learn(self, dense_ids: list[int]) -> None:
+        source, target = self._source, self._target
+        assert source.id_map is not None and target.id_map is not None
+        for start in range(0, len(dense_ids), _TRANSLATE_BATCH):
+            chunk = [
+                user
+                for user in dense_ids[start : start + _TRANSLATE_BATCH]
+                if user not in self._unmapped
+            ]
+            names = source.id_map.resolve(source, chunk)
+            known = [
+                (user, name)
+                for user, name in zip(chunk, names, strict=True)
+                if name is not None
+            ]
+            self._unmapped.update(
+                user for user, name in zip(chunk, names, strict=True) if name is None
+            )
+            allocated = target.id_map.allocate(target, [name for _, name in known])
+            if -1 in allocated:
+                raise IdMapFull(
+                    "The target's id map is full: its BITMAPIST_MAX_USER_ID "
+                    f"({target.id_map.limit}) is below the users to copy."
+                )
+            for (user, _), dense in zip(known, allocated, strict=True):
+                self._dense[user] = dense
 
 
 def event_periods(store: Store) -> dict[tuple[str, Period], int]:
@@ -89,10 +165,21 @@ def event_periods(store: Store) -> dict[tuple[str, Period], int]:
     return dict(sorted(found.items(), key=lambda item: (item[0][0], item[0][1])))
 
 
-def copy_period(source: Store, target: Store, event_name: str, period: Period) -> int:
+def copy_period(
+    source: Store,
+    target: Store,
+    event_name: str,
+    period: Period,
+    translation: Translation | None = None,
+) -> int:
     """OR ``event_name``'s ``period`` of ``source`` into ``target``; return
-    how many target keys got bits."""
+    how many target keys got bits.
+
+    :param translation: with the id map, the translation of the whole copy.
+    """
     bitmap, ttl = _read_period(source, event_name, period)
+    if translation is not None:
+        bitmap = translation.bitmap(bitmap)
     layout = target.layout
     parts: dict[int, bytes] = {}
     if layout.registry_key is None:
@@ -151,11 +238,20 @@ def _read_period(
 
 
 def compare_period(
-    source: Store, target: Store, event_name: str, period: Period
+    source: Store,
+    target: Store,
+    event_name: str,
+    period: Period,
+    translation: Translation | None = None,
 ) -> Mismatch | None:
     """A :class:`Mismatch` when ``target`` lacks users of ``source`` in
-    ``event_name``'s ``period``, else ``None``."""
+    ``event_name``'s ``period``, else ``None``.
+
+    :param translation: with the id map, the translation of the copy.
+    """
     theirs, _ = _read_period(source, event_name, period)
+    if translation is not None:
+        theirs = translation.bitmap(theirs)
     ours, _ = _read_period(target, event_name, period)
     size = max(len(theirs), len(ours))
     wanted = int.from_bytes(theirs.ljust(size, b"\0"), "big")
@@ -179,20 +275,30 @@ def migrate(
 
     :param dry_run: only count what would be copied.
     :param progress: called with 1 after each event period.
+    :raises ValueError: when one store has an id map and the other not.
     :raises redis.RedisError: when either store fails; running it again
         goes on where it stopped, as copies converge.
     """
+    if (source.id_map is None) != (target.id_map is None):
+        raise ValueError(
+            "Both stores need the id map, or neither: the source has "
+            f"{source.id_map!r}, the target {target.id_map!r}."
+        )
     periods = event_periods(source)
     result = MigrationResult(periods=len(periods), source_keys=sum(periods.values()))
     if dry_run:
         return result
+    translation = None if source.id_map is None else Translation(source, target)
     for name, period in periods:
-        result.target_keys += copy_period(source, target, name, period)
+        result.target_keys += copy_period(source, target, name, period, translation)
         if progress is not None:
             progress(1)
     result.mismatches = [
         mismatch
         for name, period in periods
-        if (mismatch := compare_period(source, target, name, period)) is not None
+        if (mismatch := compare_period(source, target, name, period, translation))
+        is not None
     ]
+    if translation is not None:
+        result.unmapped = translation.unmapped
     return result

@@ -68,6 +68,10 @@ Ref = EventKey | NamedKey | Scratch
 #   T key offset                       GETBIT
 #   P key                              BITPOS key 1
 #   L key                              PTTL (-1: no TTL, -2: no key)
+#   S key offset count                 a page of set bits: the chunks of 512
+#                                      bytes from the byte of offset on that
+#                                      hold set bits, until they hold count
+#                                      past offset, as {byte, chunk, ...}
 #   R primary source cell replace count cells...
 #                                      a cohort row: the primary's BITCOUNT,
 #                                      then each cell's count (see the report)
@@ -101,6 +105,23 @@ local function run()
         elseif op == "P" then
             results[#results + 1] = redis.call("BITPOS", key(words[i + 1]), 1)
             i = i + 2
+        elseif op == "S" then
+            local page, first = key(words[i + 1]), tonumber(words[i + 2])
+            -- The first chunk's first byte may hold 7 bits before offset.
+            local wanted = tonumber(words[i + 3]) + 7
+            local size = redis.call("STRLEN", page)
+            local byte, found, chunks = math.floor(first / 8), 0, {}
+            while byte < size and found < wanted do
+                local bit = redis.call("BITPOS", page, 1, byte)
+                if bit < 0 then break end
+                byte = math.floor(bit / 8)
+                chunks[#chunks + 1] = byte
+                chunks[#chunks + 1] = redis.call("GETRANGE", page, byte, byte + 511)
+                found = found + redis.call("BITCOUNT", page, byte, byte + 511)
+                byte = byte + 512
+            end
+            results[#results + 1] = chunks
+            i = i + 4
         elseif op == "L" then
             results[#results + 1] = redis.call("PTTL", key(words[i + 1]))
             i = i + 2
@@ -211,6 +232,13 @@ class Program:
     def first_bit(self, ref: Ref) -> int:
         """Read ``BITPOS ref 1``: the first set bit, or -1."""
         return self._read("P", ref)
+
+    def page(self, ref: Ref, offset: int, count: int) -> int:
+        """Read ``count`` set bits from ``offset`` on, or all there are: a
+        list ``[byte, chunk, byte, chunk, ...]`` of the chunks of the bitmap
+        (from its byte ``byte``) that hold them, which may hold bits before
+        ``offset`` and past the ``count``-th."""
+        return self._read("S", ref, offset, count)
 
     def ttl(self, ref: Ref) -> int:
         """Read ``PTTL``: milliseconds, -1 without a TTL, -2 without a key."""

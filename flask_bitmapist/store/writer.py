@@ -36,7 +36,8 @@ import redis
 from ..config import Settings
 from .backend import Client, Script, Store, as_store, is_cluster
 from .episodes import Episode, Line
-from .layout import BITMAPIST, EVER, BitmapistLayout, KeyLayout, Period
+from .idmap import MAP_AND_SETBITS_SCRIPT, IdMap, IdMapFull
+from .layout import EVER, BitmapistLayout, Period
 
 logger = logging.getLogger("flask_bitmapist")
 
@@ -47,10 +48,16 @@ _BACKOFF_CAP = 2.0
 
 
 class Mark(NamedTuple):
-    """One user event to set (``value=1``) or clear (``value=0``) in Redis."""
+    """One user event to set (``value=1``) or clear (``value=0``) in Redis.
+
+    ``user_id`` is an int, the user's bit offset, or with the id map
+    (``BITMAPIST_ID_MAP``) a canonical id (a str, see
+    :func:`~flask_bitmapist.store.idmap.canonical_id`) that the store's map
+    turns into one when the mark is written.
+    """
 
     event_name: str
-    user_id: int
+    user_id: int | str
     when: datetime
     track_hourly: bool
     track_unique: bool
@@ -100,15 +107,15 @@ class WriterStats:
 class Writer(Protocol):
     """What every writer offers the rest of the extension.
 
-    ``submit_many`` returns how many of the marks, from the first, went
-    through: written in sync mode, queued in background mode. ``flush``
+    ``submit_many`` returns the marks that went through: written in sync
+    mode, queued in background mode. ``flush``
     returns whether everything got through: all it waited for is written, and
     no mark was dropped since the previous ``flush`` call.
     """
 
     def submit(self, mark: Mark) -> None: ...
 
-    def submit_many(self, marks: Sequence[Mark]) -> int: ...
+    def submit_many(self, marks: Sequence[Mark]) -> Sequence[Mark]: ...
 
     def flush(self, timeout: float | None = None) -> bool: ...
 
@@ -130,12 +137,6 @@ def mark_periods(mark: Mark) -> list[Period]:
     if mark.track_unique:
         periods.append(EVER)
     return periods
-
-
-def mark_keys(mark: Mark, layout: KeyLayout = BITMAPIST) -> list[str]:
-    """The keys that hold ``mark``'s bit, one per period of :func:`mark_periods`."""
-    shard, _ = layout.split(mark.user_id)
-    return [layout.key(mark.event_name, period, shard) for period in mark_periods(mark)]
 
 
 # One EVAL per batch: every SETBIT of the batch runs in Redis with a single
@@ -167,7 +168,9 @@ class PartialWrite(Exception):
     :ivar unwritten: the marks of the shards whose node had an outage: to
         send again.
     :ivar refused: the marks of the shards whose node refused them for good
-        (a key of another type): sending them again cannot help.
+        (a key of another type), and those of new ids the id map had no
+        dense id left for (:exc:`~flask_bitmapist.store.idmap.IdMapFull`):
+        sending them again cannot help.
     """
 
     def __init__(
@@ -202,14 +205,30 @@ def write_marks(
     round trip, and added to ``known_shards`` once written: pass the same set
     to every call to write each shard's bit once per process.
 
+    With the store's id map, marks of canonical ids are written at their
+    dense ids: those the map's cache knows at once; new ones in the same
+    script as the bits on one node in bitmapist's layout, else in one round
+    trip (per node) before.
+
     :raises redis.ResponseError: when Redis rejects a write (a key holding
         another type, or a server that takes no write for now: see
         :func:`is_outage`); the bits before it in the batch are written.
     :raises redis.RedisError: when Redis cannot be reached.
-    :raises PartialWrite: on a cluster, when only some nodes took their part.
+    :raises PartialWrite: on a cluster, when only some nodes took their part;
+        with the id map, when it had no dense id left for some new ids.
     """
     store = as_store(store)
     layout = store.layout
+    cluster = is_cluster(store.client)
+    # Each canonical id's dense id, or "#j" for the j-th new id when the map
+    # and the bits go in one script; -1 for a refused one.
+    dense_of: dict[str, int | str] | None = None
+    new_ids: list[str] = []
+    id_map = store.id_map
+    if id_map is not None:
+        marks = marks if isinstance(marks, Sequence) else list(marks)
+        dense_of, new_ids = _dense_ids(id_map, store, marks, together=not cluster)
+    refused: list[Mark] = []
     bits_by_key: dict[str, dict[int, int]] = {}
     # Marks of one batch share a handful of (event, hour, shard) combinations,
     # so each one's key names are built once.
@@ -217,16 +236,23 @@ def write_marks(
     # bitmapist's layout has one shard and the id as the offset: no call per
     # mark for it (5% of the writer's instructions per mark, callgrind).
     split = None if isinstance(layout, BitmapistLayout) else layout.split
-    cluster = is_cluster(store.client)
     marks_by_shard: dict[int, list[Mark]] = {}
     shard_of_key: dict[str, int] = {}
     for mark in marks:
         when = mark.when
+        user_id = mark.user_id
+        if dense_of is not None and user_id.__class__ is str:
+            user_id = dense_of[user_id]
+            if user_id == _REFUSED:
+                refused.append(mark)
+                continue
+            if user_id == _UNKNOWN:
+                continue
         if split is None:
             shard = 0
-            offset = mark.user_id
+            offset = user_id
         else:
-            shard, offset = split(mark.user_id)
+            shard, offset = split(user_id)  # type: ignore[arg-type]
         if cluster:
             marks_by_shard.setdefault(shard, []).append(mark)
         period = (
@@ -240,21 +266,136 @@ def write_marks(
         )
         keys = keys_cache.get(period)
         if keys is None:
-            keys = keys_cache[period] = mark_keys(mark, layout)
+            keys = keys_cache[period] = [
+                layout.key(mark.event_name, stored, shard)
+                for stored in mark_periods(mark)
+            ]
             for key in keys:
                 shard_of_key[key] = shard
         for key in keys:
             bits = bits_by_key.get(key)
             if bits is None:
                 bits = bits_by_key[key] = {}
-            bits[offset] = mark.value
-    if not bits_by_key:
-        return
+            bits[offset] = mark.value  # type: ignore[index]
+    if bits_by_key:
+        dense = _write_bits(
+            store,
+            bits_by_key,
+            keys_cache,
+            known_shards,
+            shard_of_key,
+            marks_by_shard,
+            new_ids,
+        )
+        if -1 in dense:
+            full = {
+                canonical
+                for canonical, value in zip(new_ids, dense, strict=True)
+                if value == -1
+            }
+            refused += [mark for mark in marks if mark.user_id in full]
+    if refused:
+        assert id_map is not None
+        ids = len({mark.user_id for mark in refused})
+        raise PartialWrite(
+            IdMapFull(
+                f"The id map is full: {ids} new ids "
+                "would get dense ids above BITMAPIST_MAX_USER_ID "
+                f"({id_map.limit})."
+            ),
+            [],
+            refused,
+        )
+
+
+# In _dense_ids' answer: a new id the full map refused, and an id only
+# cleared that the map does not know.
+_REFUSED = -1
+_UNKNOWN = -2
+
+
+def _dense_ids(
+    id_map: IdMap, store: Store, marks: Sequence[Mark], *, together: bool
+) -> tuple[dict[str, int | str], list[str]]:
+    """Each canonical id of ``marks`` and its dense id: from the map's cache,
+    else allocated now (one round trip per node), or, when ``together`` and
+    the map and the layout each have one bucket and one shard, ``"#j"`` for
+    the j-th of the new ids returned, which the write's own script
+    allocates."""
+    setting: set[str] = set()
+    ids: dict[str, None] = {}
+    for mark in marks:
+        user_id = mark.user_id
+        if user_id.__class__ is str:
+            ids[user_id] = None
+            if mark.value:
+                setting.add(user_id)
+    dense_of: dict[str, int | str] = {}
+    new_ids: list[str] = []
+    for canonical, dense in zip(ids, id_map.cached_many(list(ids)), strict=True):
+        if dense is None:
+            new_ids.append(canonical)
+            dense_of[canonical] = _REFUSED
+        else:
+            dense_of[canonical] = dense
+    # An id only cleared is looked up, not allocated: an id never marked
+    # has no bit to clear, and needs no dense id.
+    clearing = [canonical for canonical in new_ids if canonical not in setting]
+    if clearing:
+        for canonical, found in zip(
+            clearing, id_map.lookup(store, clearing), strict=True
+        ):
+            dense_of[canonical] = _UNKNOWN if found is None else found
+        new_ids = [canonical for canonical in new_ids if canonical in setting]
+    if not new_ids:
+        return dense_of, []
+    if together and id_map.buckets == 1 and isinstance(store.layout, BitmapistLayout):
+        for number, canonical in enumerate(new_ids, 1):
+            dense_of[canonical] = f"#{number}"
+        return dense_of, new_ids
+    for canonical, dense in zip(new_ids, id_map.allocate(store, new_ids), strict=True):
+        dense_of[canonical] = dense
+    return dense_of, []
+
+
+def _write_bits(
+    store: Store,
+    bits_by_key: dict[str, dict[int, int]],
+    keys_cache: dict[tuple[str, int, int, int, bool, bool, int], list[str]],
+    known_shards: set[int] | None,
+    shard_of_key: dict[str, int],
+    marks_by_shard: dict[int, list[Mark]],
+    new_ids: list[str],
+) -> list[int]:
+    """Send the bits; with ``new_ids``, allocate them in the same script and
+    return their dense ids (-1: refused)."""
+    layout = store.layout
+    cluster = is_cluster(store.client)
     registry = layout.registry_key
     new_shards: list[int] = []
     if registry is not None:
         shards = {period[-1] for period in keys_cache}
         new_shards = sorted(shards - (known_shards or set()))
+    if new_ids:
+        id_map = store.id_map
+        assert id_map is not None
+        keys = [*id_map.keys(0), *bits_by_key]
+        reply: list[int] = store.client.eval(  # type: ignore[assignment,unused-ignore]
+            MAP_AND_SETBITS_SCRIPT,
+            len(keys),
+            *keys,
+            str(id_map.limit),
+            str(len(new_ids)),
+            *new_ids,
+            *_offsets(bits_by_key),
+        )
+        dense = [int(value) for value in reply]
+        id_map.remember(
+            (canonical, value)
+            for canonical, value in zip(new_ids, dense, strict=True)
+            if value >= 0
+        )
+        return dense
     if not cluster:
         if new_shards:
             bits_by_key = {registry: dict.fromkeys(new_shards, 1), **bits_by_key}  # type: ignore[dict-item]
@@ -265,6 +406,7 @@ def write_marks(
         _write_shards(store, bits_by_key, shard_of_key, marks_by_shard, new_shards)
     if known_shards is not None:
         known_shards.update(new_shards)
+    return []
 
 
 def registry_script(registry: str, shards: Iterable[int]) -> Script:
@@ -442,36 +584,37 @@ class SyncWriter:
     def submit(self, mark: Mark) -> None:
         self.submit_many([mark])
 
-    def submit_many(self, marks: Sequence[Mark]) -> int:
+    def submit_many(self, marks: Sequence[Mark]) -> Sequence[Mark]:
         """Write ``marks`` in one round trip (per node, on a cluster).
 
-        :returns: how many were written: all of them, or 0 when the write
-            failed (counted as dropped, and logged). On a cluster whose nodes
-            failed in part, those of the nodes that took theirs (counted as
-            written; the rest as dropped).
+        :returns: the marks written: all of them, or none when the write
+            failed (counted as dropped, and logged). When only part of them
+            failed (the nodes of a cluster that did not take theirs, the new
+            ids a full id map refused), the others (counted as written; the
+            rest as dropped).
         :raises redis.RedisError: when the write failed and ``raise_errors``
             is set.
         """
-        written = 0
+        written: Sequence[Mark] = ()
         try:
             try:
                 write_marks(self._store, marks, self._known_shards)
             except PartialWrite as partial:
-                written = len(marks) - len(partial.unwritten) - len(partial.refused)
+                failed = {id(mark) for mark in (*partial.unwritten, *partial.refused)}
+                written = [mark for mark in marks if id(mark) not in failed]
                 raise partial.error from None
         except redis.RedisError as error:
             # A registry bit may be what failed, or be lost with a master:
             # record every shard again from the next write on.
             self._known_shards.clear()
-            line = self._failed(marks, written, error)
+            line = self._failed(marks, len(written), error)
             if line is not None:
                 line.log()
             if self._raise_errors:
                 raise
             return written
-        written = len(marks)
         with self._lock:
-            self._count(queued=len(marks), written=written)
+            self._count(queued=len(marks), written=len(marks))
             recovered = self._outage.end()
         if recovered is not None:
             logger.warning(
@@ -479,7 +622,7 @@ class SyncWriter:
                 recovered.seconds,
                 recovered.total,
             )
-        return len(marks)
+        return marks
 
     def flush(self, timeout: float | None = None) -> bool:
         """Nothing waits in a sync writer.
@@ -624,10 +767,10 @@ class BackgroundWriter:
     def submit(self, mark: Mark) -> None:
         self.submit_many((mark,))
 
-    def submit_many(self, marks: Sequence[Mark]) -> int:
+    def submit_many(self, marks: Sequence[Mark]) -> Sequence[Mark]:
         """Queue ``marks``; those that find the queue full are dropped.
 
-        :returns: how many were queued: the first ones, up to the room left.
+        :returns: the marks queued: the first ones, up to the room left.
         """
         with self._cond:
             accepted = min(self._queue_size - len(self._queue), len(marks))
@@ -654,7 +797,7 @@ class BackgroundWriter:
                 dropped,
                 self._queue_size,
             )
-        return accepted
+        return marks[:accepted]
 
     def flush(self, timeout: float | None = None) -> bool:
         """Block until every mark queued so far is written or dropped.

@@ -13,6 +13,7 @@ the path is ``None``, which marks nothing.
 from __future__ import annotations
 
 import numbers
+import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -151,7 +152,7 @@ def client_controlled(spec: str) -> bool:
 def object_hint(spec: str, value: Any) -> str:
     """A hint for a value of ``spec`` that is an object rather than an id:
     name its id in the path, as in ``g:user.id``; ``""`` when there is none."""
-    if value is None or isinstance(value, str | bytes | numbers.Number):
+    if value is None or isinstance(value, str | bytes | numbers.Number | uuid.UUID):
         return ""
     if uses_current_user(spec) or spec.startswith("g:"):
         return f' It is an object: name its id attribute, as in "{spec}.id".'

@@ -65,7 +65,11 @@ def parse_time(value: Any) -> datetime:
 
 
 def _mark(
-    record: Any, track_hourly: bool, track_unique: bool, max_user_id: int
+    record: Any,
+    track_hourly: bool,
+    track_unique: bool,
+    max_user_id: int,
+    id_map: bool,
 ) -> Mark:
     if not isinstance(record, dict):
         raise ValueError(
@@ -75,7 +79,9 @@ def _mark(
     if missing:
         raise ValueError(f"missing {', '.join(missing)}")
     event_name = validate_event_name(record["event"])
-    user_id = to_user_id(event_name, record["user"], max_user_id=max_user_id)
+    user_id = to_user_id(
+        event_name, record["user"], max_user_id=max_user_id, id_map=id_map
+    )
     if user_id is None:
         raise ValueError("user must not be empty")
     return Mark(
@@ -89,13 +95,16 @@ def read_marks(
     track_hourly: bool = False,
     track_unique: bool = False,
     max_user_id: int = DEFAULT_MAX_USER_ID,
+    *,
+    id_map: bool = False,
 ) -> Iterator[tuple[int, Mark | MalformedLine]]:
     """Each data line's number and its mark, or why it is malformed.
 
     Blank lines are passed over. A CSV file needs a header naming the columns
     event, user and time (in any order; more columns are ignored). A user id
     above ``max_user_id`` (the app's ``BITMAPIST_MAX_USER_ID``) makes its line
-    malformed.
+    malformed. With ``id_map`` (the app's ``BITMAPIST_ID_MAP``), a user is any
+    id the map takes (a UUID, a name, any int), written through the map.
     """
     if fmt == "jsonl":
         for number, text in enumerate(lines, 1):
@@ -104,7 +113,13 @@ def read_marks(
             try:
                 yield (
                     number,
-                    _mark(json.loads(text), track_hourly, track_unique, max_user_id),
+                    _mark(
+                        json.loads(text),
+                        track_hourly,
+                        track_unique,
+                        max_user_id,
+                        id_map,
+                    ),
                 )
             except ValueError as error:
                 yield number, MalformedLine(number, _reason(error))
@@ -118,7 +133,10 @@ def read_marks(
     for row in reader:
         number = reader.line_num
         try:
-            yield number, _mark(row, track_hourly, track_unique, max_user_id)
+            yield (
+                number,
+                _mark(row, track_hourly, track_unique, max_user_id, id_map),
+            )
         except ValueError as error:
             yield number, MalformedLine(number, _reason(error))
 

@@ -33,7 +33,7 @@ def submit_marks(app: Flask, state: AppState, marks: Sequence[Mark]) -> None:
     goes through here."""
     accepted = state.writer.submit_many(marks)
     if event_marked.receivers:
-        for mark in marks[:accepted]:
+        for mark in accepted:
             event_marked.send(
                 app, event_name=mark.event_name, user_id=mark.user_id, when=mark.when
             )
@@ -107,7 +107,12 @@ def _submit(
     max_user_id = (
         DEFAULT_MAX_USER_ID if found is None else found[1].settings.max_user_id
     )
-    user_id = to_user_id(event_name, uuid, max_user_id=max_user_id)
+    user_id = to_user_id(
+        event_name,
+        uuid,
+        max_user_id=max_user_id,
+        id_map=found is not None and found[1].settings.id_map,
+    )
     when = to_utc(now)
     if user_id is None:
         return

@@ -253,7 +253,10 @@ class RuleHooks:
                 if value is None:
                     value = self._fallback(rule, pending)
                 user_id = to_user_id(
-                    rule.event, value, max_user_id=settings.max_user_id
+                    rule.event,
+                    value,
+                    max_user_id=settings.max_user_id,
+                    id_map=settings.id_map,
                 )
             except Exception as error:
                 self._warn(rule, f"{error}{object_hint(rule.user, value)}")

@@ -31,7 +31,7 @@ import re
 from typing import Any, ClassVar
 
 from blinker import Signal
-from sqlalchemy import Integer, event, inspect
+from sqlalchemy import event, inspect
 from sqlalchemy.orm import Mapper, Session, SessionTransaction, UOWTransaction
 
 from ..state import current_app_and_state
@@ -53,8 +53,9 @@ class Bitmapistable:
         lower case.
     :cvar __bitmapist_actor__: an id source of the YAML rules schema (such as
         ``"current_user"``) whose user the events are marked for; default the
-        object's own integer primary key. A model with a composite or
-        non-integer primary key must set it, or defining the class raises
+        object's own primary key: an int, or with the id map
+        (``BITMAPIST_ID_MAP``) also a UUID or a string. A model with a
+        composite primary key must set it, or defining the class raises
         ``TypeError``.
     """
 
@@ -103,12 +104,14 @@ def _check_user_id(mapper: Mapper[Any], model: type[Bitmapistable]) -> None:
                 f"{error}."
             ) from None
         return
-    keys = mapper.primary_key
-    if len(keys) != 1 or not isinstance(keys[0].type, Integer):
+    # Any single column will do: a UUID or string key is an id with the id
+    # map, which only the app that commits knows of; without it, to_user_id
+    # refuses such a value there, with a warning that names the map.
+    if len(mapper.primary_key) != 1:
         raise TypeError(
-            f"{model.__name__} has a composite or non-integer primary key, so "
-            "Bitmapistable cannot use it as the user id: set __bitmapist_actor__ "
-            "to an id source such as 'current_user'."
+            f"{model.__name__} has a composite primary key, so Bitmapistable "
+            "cannot use it as the user id: set __bitmapist_actor__ to an id "
+            "source such as 'current_user'."
         )
 
 

@@ -47,7 +47,12 @@ def batched_marks(app: Flask, state: AppState) -> Iterator[None]:
 def _make_mark(state: AppState, event_name: str, raw_id: Any) -> Mark | None:
     """A mark of ``event_name`` now, or ``None`` (anonymous, or a bad id, logged)."""
     try:
-        user_id = to_user_id(event_name, raw_id, max_user_id=state.settings.max_user_id)
+        user_id = to_user_id(
+            event_name,
+            raw_id,
+            max_user_id=state.settings.max_user_id,
+            id_map=state.settings.id_map,
+        )
     except ValueError as error:
         logger.warning("%s marked nothing: %s", event_name, error)
         return None

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from ..store.backend import Client, Store
+from ..store.backend import Client, Store, as_store
 from ..store.layout import to_utc
 from ..store.writer import Mark
 from .importer import import_marks
@@ -170,17 +170,24 @@ def seed_events(
     the keys ``mark_event`` writes (SETBIT is idempotent: seeding twice with
     the same arguments changes nothing).
 
+    With the store's id map, the users are the ids ``"1"``, ``"2"``, ...,
+    written through the map, so that a store in either mode shows the same
+    users.
+
     :param progress: called with the number of users done since the last call.
     :returns: how many marks were written.
     :raises ValueError: for an out-of-range argument.
     :raises redis.RedisError: when Redis cannot be reached.
     """
+    mapped = as_store(store).id_map is not None
 
     def numbered() -> Iterator[tuple[int, Mark]]:
         number = 0
         for user_marks in generate_marks(users, days, seed, now):
             for item in user_marks:
                 number += 1
+                if mapped:
+                    item = item._replace(user_id=str(item.user_id))
                 yield number, item
             if progress is not None:
                 progress(1)
