@@ -351,7 +351,9 @@ class EventSet:
         Costs one round trip per node (per 16 shards, in a sharded layout,
         until the page is full), plus, with the id map, one to turn the dense
         ids into ids and, for an ``after`` this process has not met, one to
-        find it. A chunk of 512 bytes of the bitmap per 4,096 ids crosses the
+        find it. With the map, dense ids that no user owns (in ``~s``, or
+        bits written before the map) are passed over, at the cost of reading
+        on. A chunk of 512 bytes of the bitmap per 4,096 ids crosses the
         network, however sparse the set.
 
         :param limit: from 1 to :data:`MAX_PAGE_SIZE`.
@@ -362,17 +364,26 @@ class EventSet:
         """
         validate_page_size(limit)
         start = 0 if after is None else self._position_after(after) + 1
-        dense_ids = self._dense_page(start, limit + 1)
-        more = len(dense_ids) > limit
-        users: list[int | str] = list(dense_ids[:limit])
         store = self._store
-        if store.id_map is not None:
-            users = [
-                user
-                for user in store.id_map.resolve(store, dense_ids[:limit])
-                if user is not None
-            ]
-        return UsersPage(users, users[-1] if more and users else None)
+        id_map = store.id_map
+        users: list[int | str] = []
+        # With the map, dense ids that no user owns (in ~s, or bits written
+        # before the map) are passed over: read on until the page is full,
+        # and one user more, or the set ends.
+        while True:
+            dense_ids = self._dense_page(start, limit + 1)
+            found: Sequence[int | str | None] = (
+                dense_ids if id_map is None else id_map.resolve(store, dense_ids)
+            )
+            for user in found:
+                if user is None:
+                    continue
+                if len(users) == limit:
+                    return UsersPage(users, users[-1])
+                users.append(user)
+            if len(dense_ids) <= limit:
+                return UsersPage(users, None)
+            start = dense_ids[-1] + 1
 
     def _dense_id(self, user_id: object) -> int | None:
         """The dense id of ``user_id`` in the store's map, or ``None``."""

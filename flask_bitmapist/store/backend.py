@@ -205,7 +205,19 @@ def _execute_on_nodes(client: RedisCluster, scripts: Sequence[Script]) -> list[A
 
     def run_node(node: ClusterNode, indexes: list[int]) -> None:
         connection = client.get_redis_connection(node)  # type: ignore[no-untyped-call,unused-ignore]
-        replies = _execute_on(connection, [scripts[index] for index in indexes])
+        try:
+            replies = _execute_on(connection, [scripts[index] for index in indexes])
+        except (ValueError, AttributeError) as error:
+            if isinstance(error, UnicodeError):
+                raise
+            # What redis-py raises from a connection closed under the call (I/O
+            # on a closed file, a reader set to None): another thread's
+            # slot-map reload disconnects the pools it replaces. An outage,
+            # as a connection reset is.
+            closed = redis.ConnectionError(
+                f"The connection closed during the call: {error}"
+            )
+            replies = [closed] * len(indexes)
         for index, reply in zip(indexes, replies, strict=True):
             results[index] = reply
 
@@ -251,15 +263,6 @@ def _execute_on(client: redis.Redis, scripts: Sequence[Script]) -> list[Any]:
     except redis.RedisError as error:
         # The node could not be reached: every script of it failed.
         return [error] * len(scripts)
-    except (ValueError, AttributeError) as error:
-        # What redis-py raises from a connection closed under the call (I/O
-        # on a closed file, a reader set to None): on a cluster, another
-        # thread's slot-map reload disconnects the pools it replaces. An
-        # outage, as a connection reset is.
-        closed = redis.ConnectionError(
-            f"The connection closed during the call: {error}"
-        )
-        return [closed] * len(scripts)
     return replies
 
 

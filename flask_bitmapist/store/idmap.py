@@ -135,24 +135,29 @@ def canonical_id(value: Any) -> str:
         phrase that follows "the user id ...".
     """
     if isinstance(value, str):
-        if len(value) == 36 and _CANONICAL_UUID.fullmatch(value):
-            return value
-        if not value:
+        # An exact str: a subclass's would not pass the writer's checks,
+        # and may change how it prints.
+        text: str = str.__str__(value)
+        if len(text) == 36 and _CANONICAL_UUID.fullmatch(text):
+            return text
+        if not text:
             raise ValueError("is an empty string")
-        if len(value) > MAX_ID_LENGTH:
+        if len(text) > MAX_ID_LENGTH:
             raise ValueError(f"has over {MAX_ID_LENGTH} characters")
-        if _DECIMAL.fullmatch(value):
-            return str(int(value))
-        found = _UUID.fullmatch(value)
+        if _DECIMAL.fullmatch(text):
+            return str(int(text))
+        found = _UUID.fullmatch(text)
         if found:
             return "-".join(found.group(2, 4, 5, 6, 7)).lower()
-        if _REFUSED_CHARACTERS.search(value):
+        if _REFUSED_CHARACTERS.search(text):
             raise ValueError("holds a control character")
-        return value
+        return text
     if isinstance(value, int) and not isinstance(value, bool):
-        if not -_INT_BOUND < value < _INT_BOUND or len(str(value)) > MAX_ID_LENGTH:
+        # int(): an IntEnum member prints its name on Python 3.10.
+        number = int(value)
+        if not -_INT_BOUND < number < _INT_BOUND or len(str(number)) > MAX_ID_LENGTH:
             raise ValueError(f"has over {MAX_ID_LENGTH} characters in decimal")
-        return str(value)
+        return str(number)
     if isinstance(value, uuid.UUID):
         return str(value)
     raise ValueError("must be an int, a uuid.UUID or a str")

@@ -23,7 +23,9 @@ source's map and into a dense id by the target's (allocating it there when
 new), once per user for the whole copy, and the bits are written at the
 target's dense ids. A source bit whose dense id the source's map never
 handed out (left by marks written without the map) has no user to copy: it
-is counted in :attr:`MigrationResult.unmapped` and left behind.
+is counted in :attr:`MigrationResult.unmapped` and left behind. The
+translation keeps each user's pair of dense ids in memory for the whole copy:
+about 100 bytes a user, 1 GB at ten million.
 """
 
 from __future__ import annotations

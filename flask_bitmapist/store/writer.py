@@ -159,9 +159,10 @@ return #KEYS
 
 
 class PartialWrite(Exception):
-    """Some shards of a batch were written and others not: on a cluster, the
-    nodes that failed. Not a :exc:`redis.RedisError`, so that no caller takes
-    it for a whole batch's failure.
+    """Some marks of a batch were written and others not: on a cluster, those
+    of the nodes that failed; with the id map, on any store, those of new ids
+    the full map refused. Not a :exc:`redis.RedisError`, so that no caller
+    takes it for a whole batch's failure.
 
     :ivar error: the first outage (see :func:`is_outage`) of the shards that
         failed, or, when there is none, the first refusal.
@@ -278,15 +279,21 @@ def write_marks(
                 bits = bits_by_key[key] = {}
             bits[offset] = mark.value  # type: ignore[index]
     if bits_by_key:
-        dense = _write_bits(
-            store,
-            bits_by_key,
-            keys_cache,
-            known_shards,
-            shard_of_key,
-            marks_by_shard,
-            new_ids,
-        )
+        try:
+            dense = _write_bits(
+                store,
+                bits_by_key,
+                keys_cache,
+                known_shards,
+                shard_of_key,
+                marks_by_shard,
+                new_ids,
+            )
+        except PartialWrite as partial:
+            # Some nodes failed: the marks the full map refused go with
+            # those the nodes refused.
+            partial.refused += refused
+            raise
         if -1 in dense:
             full = {
                 canonical
@@ -549,6 +556,20 @@ def is_outage(error: redis.RedisError) -> bool:
     return code is not None and code[1] in _OUTAGE_CODES
 
 
+def _forget_after(
+    store: Store, known_shards: set[int], error: redis.RedisError
+) -> None:
+    """What a writer forgets after a failed write. The shards it recorded:
+    a registry bit may be what failed, or be lost with a master, so every
+    shard is recorded again from the next write on. After an outage, the
+    dense ids it cached: a failover can lose a master's last allocations
+    (replication is asynchronous), and a dense id the new master hands to
+    another user must not stay this process's for the old one."""
+    known_shards.clear()
+    if store.id_map is not None and is_outage(error):
+        store.id_map.clear_cache()
+
+
 def _event_names(marks: Sequence[Mark]) -> str:
     return ", ".join(sorted({repr(mark.event_name) for mark in marks}))
 
@@ -604,9 +625,7 @@ class SyncWriter:
                 written = [mark for mark in marks if id(mark) not in failed]
                 raise partial.error from None
         except redis.RedisError as error:
-            # A registry bit may be what failed, or be lost with a master:
-            # record every shard again from the next write on.
-            self._known_shards.clear()
+            self._forget_after(error)
             line = self._failed(marks, len(written), error)
             if line is not None:
                 line.log()
@@ -638,6 +657,9 @@ class SyncWriter:
     def stats(self) -> WriterStats:
         with self._lock:
             return self._stats
+
+    def _forget_after(self, error: redis.RedisError) -> None:
+        _forget_after(self._store, self._known_shards, error)
 
     def _failed(
         self, marks: Sequence[Mark], written: int, error: redis.RedisError
@@ -906,9 +928,7 @@ class BackgroundWriter:
                         return
                     raise partial.error from None
             except redis.RedisError as error:
-                # A registry bit may be what failed, or be lost with a
-                # master: record every shard again from the next write on.
-                self._known_shards.clear()
+                self._forget_after(error)
                 if not is_outage(error):
                     # Redis refused a write for good (a key of another type):
                     # retrying cannot help, and would hold back every mark
@@ -960,6 +980,9 @@ class BackgroundWriter:
                 with self._cond:
                     self._finish(len(batch), written=True)
                 return
+
+    def _forget_after(self, error: redis.RedisError) -> None:
+        _forget_after(self._store, self._known_shards, error)
 
     def _outage_line(self, batch_size: int, error: redis.RedisError) -> Line | None:
         # Under the lock, after a failed attempt.

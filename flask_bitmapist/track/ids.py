@@ -59,7 +59,8 @@ def to_user_id(
     if isinstance(value, str) and value.isascii() and value.isdecimal():
         user_id = int(value) if len(value) <= 10 else MAX_USER_ID + 1
     elif isinstance(value, int) and not isinstance(value, bool):
-        user_id = value
+        # int(): an IntEnum member would print its name on Python 3.10.
+        user_id = int(value)
     else:
         raise ValueError(
             f"User id for event {event_name!r} must be an int or a string of "
