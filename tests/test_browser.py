@@ -18,7 +18,7 @@ import pytest
 from flask import Flask
 from werkzeug.serving import make_server
 
-from flask_bitmapist import get_cohort, mark_event
+from flask_bitmapist import get_cohort, get_cohort_cell, mark_event
 
 CHROMIUM = os.environ.get("BITMAPIST_CHROMIUM", "/usr/bin/chromium")
 NOW = datetime.now(timezone.utc)
@@ -176,6 +176,32 @@ def test_overview_filter_and_cohort_heatmap_match_get_cohort(
     assert "format=csv" in (csv_link.get_attribute("href") or "")
 
     assert problems == [], "a script error or a Content-Security-Policy violation"
+
+    # A cell links to its users: the page lists exactly the cell's users.
+    link = page.locator("#heatmap td.cell a").first
+    row, col = link.evaluate(
+        "a => [+a.closest('td').dataset.row, +a.closest('td').dataset.col]"
+    )
+    users_page = browser.new_page()
+    users_page.on("pageerror", lambda error: problems.append(str(error)))
+    users_page.goto(f"{served}{link.get_attribute('href')}")
+    with app.app_context():
+        cell = get_cohort_cell(
+            "signup",
+            "play",
+            additional_events=[{"name": "pay", "op": "or"}],
+            num_rows=12,
+            num_cols=8,
+            with_replacement=True,
+            row=row,
+            column=col,
+        )
+        members = [str(user) for user in cell]
+    assert members, "the first linked cell has users"
+    assert users_page.locator("#users li").all_inner_texts() == members
+    assert users_page.locator("#users-count").inner_text() == f"{len(members)} users."
+    users_page.close()
+    assert problems == [], "a script error on the users page"
 
     page.get_by_label("Rows", exact=True).fill("0")
     page.get_by_label("Rows", exact=True).evaluate(

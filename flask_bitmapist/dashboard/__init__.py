@@ -1,4 +1,5 @@
-"""The dashboard blueprint: the overview, event pages and the cohort heatmap.
+"""The dashboard blueprint: the overview, event pages, the cohort heatmap and
+the pages of the users behind their numbers (with a CSV of all of them).
 
 It is closed (403) unless the app runs in debug or testing mode, or
 ``BITMAPIST_DASHBOARD_ACCESS`` is a callable that returns True for the
