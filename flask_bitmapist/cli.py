@@ -10,7 +10,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import re
 import shlex
 import sys
 from collections.abc import Iterable, Iterator, Sequence
@@ -39,7 +38,7 @@ from .state import AppState
 from .store.backend import Store
 from .store.client import create_client
 from .store.idmap import id_map_of
-from .store.layout import layout_of, validate_event_name
+from .store.layout import Period, layout_of, validate_event_name
 from .store.maintenance import (
     delete_keys,
     expired_keys,
@@ -413,37 +412,19 @@ def users_command(
         )
 
 
-_PERIOD_LABEL = re.compile(
-    r"([0-9]{4})(?:-W([0-9]{2})|-([0-9]{2})(?:-([0-9]{2}))?)?", re.ASCII
-)
-
-
 def _parse_period(label: str | None) -> tuple[str, datetime]:
     """The time group and the first instant (UTC) of the period ``label``
     names as :attr:`Period.label` spells it; today without a label."""
     if label is None:
-        return "days", _midnight(datetime.now(timezone.utc).date())
-    found = _PERIOD_LABEL.fullmatch(label)
+        return "days", Period.of("day", datetime.now(timezone.utc)).start
     try:
-        if found:
-            year, week, month, day = found.groups()
-            if week:
-                return "weeks", _midnight(date.fromisocalendar(int(year), int(week), 1))
-            if day:
-                return "days", _midnight(date(int(year), int(month), int(day)))
-            if month:
-                return "months", _midnight(date(int(year), int(month), 1))
-            return "years", _midnight(date(int(year), 1, 1))
+        period = Period.from_label(label)
     except ValueError:
-        pass
-    raise click.ClickException(
-        "--period must be a day (2026-11-24), an ISO week (2026-W48), a month "
-        f"(2026-11) or a year (2026), got {label!r}."
-    )
-
-
-def _midnight(day: date) -> datetime:
-    return datetime.combine(day, datetime.min.time(), timezone.utc)
+        raise click.ClickException(
+            "--period must be a day (2026-11-24), an ISO week (2026-W48), a "
+            f"month (2026-11) or a year (2026), got {label!r}."
+        ) from None
+    return f"{period.unit}s", period.start
 
 
 def _echo_lines(users: Iterable[int | str]) -> None:

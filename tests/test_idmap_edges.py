@@ -141,3 +141,16 @@ def test_an_outage_empties_the_cache_of_dense_ids(tmp_path: Path) -> None:
         assert store.id_map.cached("alice") is None
     finally:
         server.stop()
+
+
+def test_clearing_an_id_the_map_never_met_allocates_nothing(
+    client: redis.Redis,
+) -> None:
+    store = Store(client, BITMAPIST, IdMap())
+    write_marks(store, [Mark("e", "alice", WHEN, False, False)])
+    write_marks(store, [Mark("e", "nobody", WHEN, False, False, value=0)])
+    assert client.hgetall("trackist:ids:fwd") == {b"alice": b"0"}
+    assert client.get("trackist:ids:next") == b"1"
+    # A known id is cleared as any other.
+    write_marks(store, [Mark("e", "alice", WHEN, False, False, value=0)])
+    assert list(EventSet.of_period("e", DAY, store)) == []

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 from datetime import date, datetime, timedelta, timezone
 from fnmatch import fnmatchcase
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -253,3 +254,23 @@ def test_a_shard_size_out_of_range_is_refused(bits: object) -> None:
     with pytest.raises(ValueError) as error:
         ShardedLayout(bits)  # type: ignore[arg-type]
     assert str(error.value) == f"shard_bits must be an int from 3 to 32, got {bits!r}."
+
+
+@given(
+    st.sampled_from(["day", "week", "month", "year"]),
+    st.datetimes(min_value=datetime(1000, 1, 8), max_value=datetime(9998, 12, 24)).map(
+        lambda moment: moment.replace(tzinfo=timezone.utc)
+    ),
+)
+def test_a_label_names_its_period(unit: Any, when: datetime) -> None:
+    period = Period.of(unit, when)
+    assert Period.from_label(period.label) == period
+
+
+@pytest.mark.parametrize(
+    "label", ["", "2026-13", "2026-02-30", "2025-W53", "2026-W00", "26-11", "2026-11-24 13:00", "ever", "٢٠٢٦"]
+)  # fmt: skip
+def test_what_no_period_is_labelled_is_refused(label: str) -> None:
+    with pytest.raises(ValueError) as error:
+        Period.from_label(label)
+    assert str(error.value) == f"No period is labelled {label!r}."

@@ -54,7 +54,7 @@ from ..report.events import (
     validate_time_group,
 )
 from ..state import current_state
-from ..store.idmap import MAX_ID_LENGTH
+from ..store.idmap import MAX_ID_LENGTH, shown
 from ..store.layout import TIME_GROUPS, to_utc, validate_event_name
 from .chart import bar_chart
 
@@ -342,8 +342,6 @@ _CSV_ROWS_PER_CHUNK = 1000
 _FIRST_DAY = date(1970, 1, 1)
 _LAST_DAY = date.max
 _DAY_TEXT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-# Longer input is cut in error messages.
-_SHOWN_CHARACTERS = 40
 
 
 # Under /users/, not /event/<name>/users: event names may hold "/".
@@ -481,13 +479,6 @@ def _users_bad_field(error: FieldError) -> tuple[Any, int]:
     return render_template("bitmapist/bad_request.html", error=error), 400
 
 
-def _shown(text: str) -> str:
-    """``text`` quoted for an error message, cut if long."""
-    if len(text) > _SHOWN_CHARACTERS:
-        return f"{text[:_SHOWN_CHARACTERS]!r}..."
-    return repr(text)
-
-
 def _day_field() -> datetime | None:
     """The ``date`` argument as midnight UTC, or ``None`` (now) without one."""
     text = request.args.get("date")
@@ -502,7 +493,7 @@ def _day_field() -> datetime | None:
         raise FieldError(
             "date",
             f"must be a day from {_FIRST_DAY} to {_LAST_DAY} as YYYY-MM-DD, "
-            f"got {_shown(text)}.",
+            f"got {shown(text)}.",
         )
     return datetime.combine(day, time.min, timezone.utc)
 
@@ -515,7 +506,7 @@ def _index_field(name: str) -> int:
         raise FieldError(name, "is required.")
     # Six digits are more than any cohort has rows or columns.
     if not (text.isascii() and text.isdigit()) or len(text) > 6:
-        raise FieldError(name, f"must be an int, got {_shown(text)}.")
+        raise FieldError(name, f"must be an int, got {shown(text)}.")
     return int(text)
 
 
@@ -535,7 +526,7 @@ def _paging_fields(fmt: str) -> tuple[int, str | None]:
         if not (text.isascii() and text.isdigit()) or len(text) > 6:
             raise FieldError(
                 "limit",
-                f"must be an int from 1 to {MAX_PAGE_SIZE}, got {_shown(text)}.",
+                f"must be an int from 1 to {MAX_PAGE_SIZE}, got {shown(text)}.",
             )
         limit = validate_page_size(int(text))
     after = request.args.get("after")

@@ -398,12 +398,13 @@ class EventSet:
 
     def _position_after(self, after: int | str) -> int:
         """The dense id of a page's ``after``."""
-        if self._store.id_map is not None:
+        id_map = self._store.id_map
+        if id_map is not None:
             try:
-                canonical_id(after)
+                canonical = canonical_id(after)
             except ValueError as problem:
                 raise FieldError("after", f"the user id {problem}.") from None
-            dense = self._dense_id(after)
+            (dense,) = id_map.lookup(self._store, [canonical])
             if dense is None:
                 raise FieldError(
                     "after", f"{shown(after)} is not a user of the id map."

@@ -133,6 +133,30 @@ class Period:
             return EVER
         raise ValueError(f"Unknown period unit {unit!r}.")
 
+    @classmethod
+    def from_label(cls, label: str) -> Period:
+        """The day, ISO week, month or year that :attr:`label` spells
+        ``label``: ``2026-11-22``, ``2026-W47``, ``2026-11`` or ``2026``.
+
+        :raises ValueError: for any other text, or a date that does not
+            exist (``2026-02-30``, ``2025-W53``).
+        """
+        found = _LABEL.fullmatch(label)
+        try:
+            if found is not None:
+                year, week, month, day = found.groups()
+                if week is not None:
+                    first = date.fromisocalendar(int(year), int(week), 1)
+                    return cls("week", _midnight(first))
+                if day is not None:
+                    return cls("day", _midnight(date(int(year), int(month), int(day))))
+                if month is not None:
+                    return cls("month", _midnight(date(int(year), int(month), 1)))
+                return cls("year", _midnight(date(int(year), 1, 1)))
+        except ValueError:
+            pass
+        raise ValueError(f"No period is labelled {label!r}.")
+
     def shift(self, count: int) -> Period:
         """The period ``count`` periods after this one (before it, if negative).
 
@@ -184,6 +208,8 @@ class Period:
         return [first.shift(index) for index in range(12)]
 
 
+# The labels of days, ISO weeks, months and years.
+_LABEL = re.compile(r"([0-9]{4})(?:-W([0-9]{2})|-([0-9]{2})(?:-([0-9]{2}))?)?")
 _LABEL_FORMATS = {
     "hour": "%Y-%m-%d %H:00",
     "day": "%Y-%m-%d",

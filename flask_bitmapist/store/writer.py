@@ -283,7 +283,6 @@ def write_marks(
             dense = _write_bits(
                 store,
                 bits_by_key,
-                keys_cache,
                 known_shards,
                 shard_of_key,
                 marks_by_shard,
@@ -368,7 +367,6 @@ def _dense_ids(
 def _write_bits(
     store: Store,
     bits_by_key: dict[str, dict[int, int]],
-    keys_cache: dict[tuple[str, int, int, int, bool, bool, int], list[str]],
     known_shards: set[int] | None,
     shard_of_key: dict[str, int],
     marks_by_shard: dict[int, list[Mark]],
@@ -381,7 +379,7 @@ def _write_bits(
     registry = layout.registry_key
     new_shards: list[int] = []
     if registry is not None:
-        shards = {period[-1] for period in keys_cache}
+        shards = set(shard_of_key.values())
         new_shards = sorted(shards - (known_shards or set()))
     if new_ids:
         id_map = store.id_map
