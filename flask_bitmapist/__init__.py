@@ -20,6 +20,7 @@ from .report.cohort import (
     CohortRequest,
     get_cohort,
     get_cohort_cell,
+    get_cohort_row,
     get_cohort_users,
 )
 from .report.events import (
@@ -36,6 +37,9 @@ from .report.events import (
     list_event_names,
     validate_time_group,
 )
+from .report.funnel import Funnel, FunnelRequest, get_funnel
+from .report.lifecycle import LifecycleRow, get_lifecycle
+from .report.stickiness import get_stickiness
 from .store.idmap import IdMapStats, canonical_id
 from .store.layout import validate_event_name
 from .store.systems import INSTALL_HINT, bitmapist_module
@@ -55,7 +59,10 @@ __all__ = [
     "EventSet",
     "FieldError",
     "FlaskBitmapist",
+    "Funnel",
+    "FunnelRequest",
     "IdMapStats",
+    "LifecycleRow",
     "PeriodCounts",
     "RulesError",
     "Settings",
@@ -68,8 +75,12 @@ __all__ = [
     "flush",
     "get_cohort",
     "get_cohort_cell",
+    "get_cohort_row",
     "get_cohort_users",
     "get_event_data",
+    "get_funnel",
+    "get_lifecycle",
+    "get_stickiness",
     "get_users",
     "list_event_names",
     "mark",

@@ -34,11 +34,21 @@ from .report.events import (
     list_event_names,
     unknown_event_message,
 )
+from .report.funnel import (
+    MAX_FUNNEL_CELLS,
+    MAX_STEPS,
+    MIN_STEPS,
+    Funnel,
+    FunnelRequest,
+    validate_steps,
+)
+from .report.lifecycle import get_lifecycle
+from .report.stickiness import get_stickiness
 from .state import AppState
 from .store.backend import Store
 from .store.client import create_client
 from .store.idmap import id_map_of
-from .store.layout import Period, layout_of, validate_event_name
+from .store.layout import Period, layout_of, unit_of_time_group, validate_event_name
 from .store.maintenance import (
     delete_keys,
     expired_keys,
@@ -252,6 +262,17 @@ class _ChainCommand(click.Command):
     "--with-replacement", is_flag=True, help="Count users in every period they return."
 )
 @click.option(
+    "--first-time",
+    is_flag=True,
+    help="Rows of the users who did PRIMARY for the first time in the store.",
+)
+@click.option(
+    "--on-or-after",
+    is_flag=True,
+    help="Cells of the users who came back in the column's period or any later "
+    "one (--with-replacement plays no part).",
+)
+@click.option(
     "--format",
     "fmt",
     type=click.Choice(["table", "csv", "json"]),
@@ -268,12 +289,16 @@ def cohort_command(
     cols: int,
     percent: bool,
     with_replacement: bool,
+    first_time: bool,
+    on_or_after: bool,
     fmt: str,
 ) -> None:
     """Print the cohort of PRIMARY and SECONDARY: the numbers of get_cohort.
 
     --and and --or chain more events to SECONDARY in the order given; each OR
-    binds to the event before it.
+    binds to the event before it. --first-time and --on-or-after are
+    get_cohort's cohort="first_time" and retention="on_or_after"; the table
+    starts with a line that says what it counts.
     """
     chain = click.get_current_context().meta["bitmapist.chain"]
     try:
@@ -287,19 +312,15 @@ def cohort_command(
                 "num_cols": cols,
                 "as_percent": percent,
                 "with_replacement": with_replacement,
+                "cohort": "first_time" if first_time else "recurring",
+                "retention": "on_or_after" if on_or_after else "on",
             }
         )
     except FieldError as error:
         raise click.ClickException(str(error)) from None
-    known = set(list_event_names())
-    named = [request.primary_event, request.secondary_event]
-    named += [name for name, _ in request.additional_events]
-    for name in named:
-        if name not in known:
-            raise click.ClickException(
-                unknown_event_message(name, close_event_names(name, known))
-            )
-    report = request.run()
+    chained = [name for name, _ in request.additional_events]
+    _refuse_unknown_events([request.primary_event, request.secondary_event, *chained])
+    report = request.run(now=_now())
     if fmt == "json":
         click.echo(json.dumps(report.to_json(), indent=2))
     elif fmt == "csv":
@@ -329,7 +350,25 @@ def _print_cohort(report: CohortReport) -> None:
     ]
     rows.append(["average", f"{report.users_average:.1f}", *map(show, averages)])
     rows.append(["total", str(report.users_total), *map(str, report.column_totals)])
+    click.echo(report.description)
     _print_table(header, rows)
+
+
+def _now() -> datetime:
+    """The time of a report command: each passes it to every query it makes,
+    so that its numbers and the periods it names agree at midnight too."""
+    return datetime.now(timezone.utc)
+
+
+def _refuse_unknown_events(names: Iterable[str]) -> None:
+    """Exit 1 at the first of ``names`` that no key of the store holds, with
+    the names close to it. Costs a walk of the keys with SCAN."""
+    known = set(list_event_names())
+    for name in names:
+        if name not in known:
+            raise click.ClickException(
+                unknown_event_message(name, close_event_names(name, known))
+            )
 
 
 def _print_table(header: list[str], rows: list[list[str]]) -> None:
@@ -348,6 +387,203 @@ def _print_table(header: list[str], rows: list[list[str]]) -> None:
     click.echo(line(header))
     for row in rows:
         click.echo(line(row))
+
+
+@bitmapist_cli.command("funnel")
+@click.argument("steps", nargs=-1, required=True, metavar="STEP STEP...")
+@click.option(
+    "--per",
+    "time_group",
+    type=click.Choice(["days", "weeks", "months"]),
+    default="days",
+    show_default=True,
+    help="The periods users enter in and complete steps in.",
+)
+@click.option(
+    "--periods",
+    type=click.IntRange(1, MAX_PERIODS),
+    default=30,
+    show_default=True,
+    help="Entry periods, the last one today's.",
+)
+@click.option(
+    "--within",
+    type=click.IntRange(0, MAX_PERIODS),
+    default=7,
+    show_default=True,
+    help="Periods after a user's entry period in which later steps count.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def funnel_command(
+    steps: tuple[str, ...], time_group: str, periods: int, within: int, as_json: bool
+) -> None:
+    """Print the funnel of the STEPs (2 to 10 events, in order): the numbers
+    of get_funnel.
+
+    A user enters in the first of the --periods periods in which they did
+    the first step; each later step counts in the first period, from the one
+    of the step before up to --within periods after entry, in which they did
+    it.
+    Order is by period: steps done in the same period count as in order.
+    Each step's users, their percent of the previous step's and of the
+    first's, and how many the step lost.
+    """
+    if not MIN_STEPS <= len(steps) <= MAX_STEPS:
+        raise click.BadParameter(
+            f"a funnel has {MIN_STEPS} to {MAX_STEPS} steps, got {len(steps)}.",
+            param_hint="'STEP STEP...'",
+        )
+    cells = periods * (within + 1) * (len(steps) - 1)
+    if cells > MAX_FUNNEL_CELLS:
+        raise click.BadParameter(
+            f"--periods x (--within + 1) x (steps - 1) must be at most "
+            f"{MAX_FUNNEL_CELLS}, got {periods} x {within + 1} x "
+            f"{len(steps) - 1} = {cells}.",
+            param_hint="'--within'",
+        )
+    try:
+        names = validate_steps(steps)
+    except FieldError as error:
+        raise click.ClickException(str(error)) from None
+    _refuse_unknown_events(names)
+    request = FunnelRequest(tuple(names), time_group, periods, within)
+    funnel = request.run(now=_now())
+    if as_json:
+        click.echo(json.dumps(funnel.to_json(), indent=2))
+        return
+    _print_funnel(funnel)
+
+
+def _print_funnel(funnel: Funnel) -> None:
+    unit = unit_of_time_group(funnel.time_group)
+    first, last = (Period.of(unit, funnel.dates[index]).label for index in (0, -1))
+    entered = f"in {first}" if first == last else f"from {first} to {last}"
+    if funnel.within:
+        plural = unit if funnel.within == 1 else funnel.time_group
+        window = f"within {funnel.within} {plural} of"
+    else:
+        window = "in"
+    click.echo(
+        f"Users who entered {entered} (UTC), and did each later step {window} "
+        f"the {unit} they entered:"
+    )
+
+    def percent(value: float | None) -> str:
+        return "-" if value is None else f"{value:.1f}%"
+
+    columns = zip(
+        funnel.steps,
+        funnel.counts,
+        funnel.conversion_from_previous,
+        funnel.conversion_from_first,
+        funnel.drop_off,
+        strict=True,
+    )
+    _print_table(
+        ["step", "users", "of previous", "of step 1", "dropped off"],
+        [
+            [
+                f"{number}. {step}",
+                str(count),
+                percent(previous),
+                percent(of_first),
+                str(lost),
+            ]
+            for number, (step, count, previous, of_first, lost) in enumerate(columns, 1)
+        ],
+    )
+
+
+@bitmapist_cli.command("lifecycle")
+@click.argument("event")
+@click.option(
+    "--per",
+    "time_group",
+    type=click.Choice(["days", "weeks", "months", "years"]),
+    default="days",
+    show_default=True,
+)
+@click.option(
+    "--periods",
+    type=click.IntRange(1, MAX_PERIODS),
+    default=30,
+    show_default=True,
+    help="Periods, the last one today's.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def lifecycle_command(event: str, time_group: str, periods: int, as_json: bool) -> None:
+    """Print EVENT's lifecycle: the numbers of get_lifecycle, a period a line,
+    oldest first.
+
+    Each period's users split into new (their first period with EVENT in the
+    store), returning (also in the previous period) and resurrecting (not in
+    the previous period, but in an earlier one); dormant users did EVENT in
+    the previous period but not in this one, a positive count.
+    """
+    _refuse_unknown_event_name(event)
+    rows = get_lifecycle(event, time_group, periods, now=_now())
+    if as_json:
+        click.echo(json.dumps([row.to_json() for row in rows], indent=2))
+        return
+    unit = unit_of_time_group(time_group)
+    _print_table(
+        ["period", "new", "returning", "resurrecting", "dormant"],
+        [
+            [
+                Period.of(unit, row.date).label,
+                *map(str, (row.new, row.returning, row.resurrecting, row.dormant)),
+            ]
+            for row in rows
+        ],
+    )
+
+
+@bitmapist_cli.command("stickiness")
+@click.argument("event")
+@click.option(
+    "--per",
+    "time_group",
+    type=click.Choice(["weeks", "months"]),
+    default="weeks",
+    show_default=True,
+    help="This ISO week's days, or this month's.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+def stickiness_command(event: str, time_group: str, as_json: bool) -> None:
+    """Print how many users did EVENT on exactly 1, 2, ... days of this ISO
+    week or this month (UTC): the numbers of get_stickiness, a line each."""
+    _refuse_unknown_event_name(event)
+    now = _now()
+    counts = get_stickiness(event, time_group, now=now)
+    period = Period.of(unit_of_time_group(time_group), now)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "event": event,
+                    "time_group": time_group,
+                    "period": period.label,
+                    "counts": counts,
+                },
+                indent=2,
+            )
+        )
+        return
+    click.echo(
+        f"Users of {event} by the number of days of {period.label} (UTC) "
+        "they did it on:"
+    )
+    for days, users in enumerate(counts, 1):
+        click.echo(f"{days} {'day' if days == 1 else 'days'}: {users}")
+
+
+def _refuse_unknown_event_name(event: str) -> None:
+    """Exit 1 unless ``event`` is a valid event name that the store holds."""
+    try:
+        validate_event_name(event)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+    _refuse_unknown_events([event])
 
 
 @bitmapist_cli.command("users")
@@ -391,11 +627,7 @@ def users_command(
     except ValueError as error:
         raise click.ClickException(str(error)) from None
     time_group, start = _parse_period(label)
-    known = list_event_names()
-    if event not in known:
-        raise click.ClickException(
-            unknown_event_message(event, close_event_names(event, known))
-        )
+    _refuse_unknown_events([event])
     if every:
         _echo_lines(get_event_data(event, time_group, start))
         return

@@ -2,7 +2,8 @@
 
 Runs the demo app (``examples/demo.py``) on a fresh embedded store seeded with
 its 2,000 users over 90 days, serves it on 127.0.0.1, and has Debian's
-Chromium (through Playwright) save ``docs/_static/{overview,event,heatmap}.png``.
+Chromium (through Playwright) save ``docs/_static/{overview,event,heatmap}.png``
+and ``docs/_static/{funnel,lifecycle}.png``.
 
     .venv/bin/python scripts/screenshot.py [--chromium /usr/bin/chromium]
 """
@@ -61,8 +62,16 @@ def shoot(base: str, chromium: str) -> None:
         page.get_by_role("button", name="Show cohort").click()
         page.locator("#heatmap").wait_for()
         page.screenshot(path=OUT / "heatmap.png", full_page=True)
+        steps = ("user:created", "project:created", "checkout:started", "plan:upgraded")
+        query = "&".join(f"steps={step}" for step in steps)
+        page.goto(f"{base}/funnel?{query}&time_group=days&num_periods=30&within=7")
+        page.locator("#funnel-result").screenshot(path=OUT / "funnel.png")
+        page.goto(f"{base}/event/user:logged_in")
+        page.locator('section[aria-labelledby="lifecycle-heading"]').screenshot(
+            path=OUT / "lifecycle.png"
+        )
         browser.close()
-    for name in ("overview", "event", "heatmap"):
+    for name in ("overview", "event", "heatmap", "funnel", "lifecycle"):
         print(OUT / f"{name}.png")
 
 

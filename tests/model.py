@@ -16,14 +16,14 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime, timedelta, timezone
 
-__all__ = ["Cohort", "Mark", "Model", "period_start", "shift"]
+__all__ = ["Cohort", "Mark", "Model", "period_start", "plural_group", "shift"]
 
 Mark = tuple[str, int, datetime]
 Cohort = list[list[int | None]]
 TIME_GROUPS = ("days", "weeks", "months", "years")
 
 
-def _group(time_group: str) -> str:
+def plural_group(time_group: str) -> str:
     plural = time_group if time_group.endswith("s") else f"{time_group}s"
     if plural not in TIME_GROUPS:
         raise ValueError(f"Unknown time group {time_group!r}.")
@@ -39,7 +39,7 @@ def _utc_day(when: datetime) -> date:
 def period_start(time_group: str, when: datetime) -> date:
     """The first day of the ``time_group`` period that holds ``when``."""
     day = _utc_day(when)
-    group = _group(time_group)
+    group = plural_group(time_group)
     if group == "days":
         return day
     if group == "weeks":
@@ -53,7 +53,7 @@ def period_start(time_group: str, when: datetime) -> date:
 def shift(time_group: str, start: date, count: int) -> date:
     """The first day of the period ``count`` periods after the one that
     starts on ``start`` (before it, if ``count`` is negative)."""
-    group = _group(time_group)
+    group = plural_group(time_group)
     if group == "days":
         return start + timedelta(days=count)
     if group == "weeks":
@@ -75,7 +75,7 @@ class Model:
 
     def users(self, event: str, time_group: str, when: datetime) -> set[int]:
         """The users of ``event`` in the ``time_group`` period that holds ``when``."""
-        group = _group(time_group)
+        group = plural_group(time_group)
         return self._at(event, group, period_start(group, when))
 
     def _at(self, event: str, group: str, start: date) -> set[int]:
@@ -91,7 +91,7 @@ class Model:
         """``base`` chained with ``[{"name", "op"}]`` in the period of ``when``:
         each "or" joins its event to its direct predecessor's group, an "and"
         starts a new group; the groups' unions are intersected."""
-        group = _group(time_group)
+        group = plural_group(time_group)
         return self._chain(base, chain, group, period_start(group, when))
 
     def _chain(
@@ -131,7 +131,7 @@ class Model:
         secondary events ``j`` periods later; ``None`` for a period after
         ``now``'s and for every cell of a row without primary users. Without
         replacement a user counts only in the first column they come back in."""
-        group = _group(time_group)
+        group = plural_group(time_group)
         current = period_start(group, now)
         starts = [shift(group, current, offset) for offset in range(1 - num_rows, 1)]
         cohort: Cohort = []

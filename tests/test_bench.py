@@ -160,3 +160,89 @@ def test_id_map_benchmark_prints_every_figure(redis_url: str) -> None:
         "per user, dense ids 0..999)"
     ) in out
     assert "make keys of up to 536,870,912 B (512 MiB) each, 4,294,967x" in out
+
+
+# scripts/bench_reports.py at its --quick sizes: 1,000 users a day over 70
+# days, 5 rows, columns and periods, one round; it compares every package
+# result with its naive computation on bitmapist's classes and exits 1 if any
+# differ.
+@pytest.mark.bitmapist
+def test_reports_benchmark_checks_every_query_against_its_naive_one(
+    redis_url: str,
+) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPTS / "bench_reports.py"),
+            "--quick",
+            "--redis-url",
+            redis_url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+
+    assert re.search(
+        r"^seeded in \d+ s: 4,450 users, 1,000 a day \(50 new\) from 2026-01-21 "
+        r"to 2026-03-31, 148 keys, ",
+        out,
+        re.MULTILINE,
+    )
+    assert re.findall(
+        r"^\((\S+)\) (.+); medians of 1 round\(s\)", out, re.MULTILINE
+    ) == [
+        ("a", '5x5 cohort by days, cohort="first_time", retention="on_or_after"'),
+        (
+            "a'",
+            "5x5 cohort by days, the default modes (recurring, on), with replacement",
+        ),
+        ("b", "5-step funnel over 5 days, within=7"),
+        ("c", "5-day lifecycle"),
+        ("d", "stickiness of March 2026 (31 days)"),
+    ]
+    # Round trips are counted on the connection: the package's query is one
+    # pipeline; each naive one is a round trip per bitmap operation and count
+    # (and one DEL of its keys at the end); (d)'s first naive one a GET per
+    # day of March.
+    sides = re.findall(
+        r"^  (.+?) +\d+\.\d ms +\d+\.\d ms Redis CPU +\d+\.\d ms client CPU "
+        r"+([\d,]+) round trip\(s\)  ",
+        out,
+        re.MULTILINE,
+    )
+    assert sides == [
+        ("get_cohort", "1"),
+        ("naive (bitmapist, per cell)", "66"),
+        ("naive, each union once", "56"),
+        ("get_cohort", "1"),
+        ("original algorithm", "36"),
+        ("get_funnel", "1"),
+        ("naive (a round trip per BITOP)", "139"),
+        ("get_lifecycle", "1"),
+        ("naive (bitmapist, per day)", "36"),
+        ("get_stickiness", "1"),
+        ("naive (DayEvents iterated)", "31"),
+        ("naive (a round trip per BITOP)", "432"),
+    ]
+    assert re.findall(
+        r"^  ratio (.+) / (\w+): \d+\.\dx wall time, \d+\.\dx CPU time \(Redis's "
+        r"and the client's\)$",
+        out,
+        re.MULTILINE,
+    ) == [
+        ("naive (bitmapist, per cell)", "get_cohort"),
+        ("naive, each union once", "get_cohort"),
+        ("original algorithm", "get_cohort"),
+        ("naive (a round trip per BITOP)", "get_funnel"),
+        ("naive (bitmapist, per day)", "get_lifecycle"),
+        ("naive (DayEvents iterated)", "get_stickiness"),
+        ("naive (a round trip per BITOP)", "get_stickiness"),
+    ]
+    assert (
+        "check: every run's package results equal the naive ones: (a), (a'), (b), "
+        "(c), (d)" in out
+    )

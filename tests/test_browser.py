@@ -18,7 +18,13 @@ import pytest
 from flask import Flask
 from werkzeug.serving import make_server
 
-from flask_bitmapist import get_cohort, get_cohort_cell, mark_event
+from flask_bitmapist import (
+    get_cohort,
+    get_cohort_cell,
+    get_funnel,
+    get_lifecycle,
+    mark_event,
+)
 
 CHROMIUM = os.environ.get("BITMAPIST_CHROMIUM", "/usr/bin/chromium")
 NOW = datetime.now(timezone.utc)
@@ -254,6 +260,151 @@ def test_overview_filter_and_cohort_heatmap_match_get_cohort(
         "() => document.querySelector('.heatmap-wrap').scrollLeft > 0"
     )
     page.screenshot(path=tmp_path / "phone.png", full_page=True)
+
+
+def _watch_errors(page: Any) -> list[str]:
+    problems: list[str] = []
+    page.on(
+        "console",
+        lambda message: (
+            problems.append(message.text) if message.type == "error" else None
+        ),
+    )
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    return problems
+
+
+def _proportional(sizes: list[tuple[float, int]]) -> bool:
+    """Whether each drawn size is its value times one scale (to a tenth of a
+    unit of the SVG)."""
+    scale = max(size for size, _ in sizes) / max(value for _, value in sizes)
+    return all(abs(size - value * scale) < 0.1 for size, value in sizes)
+
+
+def test_funnel_page_lifecycle_chart_and_cohort_modes_match_the_api(
+    app: Flask, served: str, browser: Any
+) -> None:
+    """The numbers read off the funnel page, the event page's lifecycle chart
+    and a first-time, on-or-after heatmap are the API's, and the bars are
+    drawn to scale."""
+    seed(app)
+    with app.app_context():
+        # Some players start paying a few days after they first played.
+        for user in range(0, 200, 3):
+            mark_event("pay", user, now=NOW - timedelta(days=user % 5))
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    problems = _watch_errors(page)
+
+    page.goto(f"{served}/bitmapist/")
+    page.get_by_role("link", name="Funnels").click()
+    steps = page.get_by_label("Step event")
+    steps.nth(0).fill("signup")
+    steps.nth(1).fill("play")
+    page.get_by_role("button", name="Add a step").click()
+    steps.nth(2).fill("pay")
+    page.get_by_label("Per", exact=True).select_option("days")
+    page.get_by_label("Entry periods").fill("14")
+    page.get_by_label("Within (periods after entry)").fill("3")
+    page.get_by_role("button", name="Show funnel").click()
+    page.locator("#funnel-result").wait_for()
+    with app.app_context():
+        funnel = get_funnel(["signup", "play", "pay"], "days", num_periods=14, within=3)
+    assert funnel.counts[2] > 0, "the seed made an empty funnel"
+    table = page.locator("#funnel-steps-table tbody tr").evaluate_all(
+        "rows => rows.map(row => [...row.cells].map(cell => cell.textContent.trim()))"
+    )
+    assert [row[1] for row in table] == ["signup", "play", "pay"]
+    assert [int(row[2]) for row in table] == funnel.counts
+    assert [int(row[5]) for row in table] == funnel.drop_off
+    assert [row[3] for row in table] == [
+        f"{percent:.1f}%" for percent in funnel.conversion_from_previous
+    ]
+    periods = page.locator("#funnel-periods-table tbody tr").evaluate_all(
+        "rows => rows.map(row => [...row.cells].map(cell => cell.textContent.trim()))"
+    )
+    assert [row[0] for row in periods] == [
+        date.date().isoformat() for date in funnel.dates
+    ]
+    assert [[int(cell) for cell in row[1:]] for row in periods] == funnel.rows
+    widths = page.locator("#funnel-result rect.funnel-bar").evaluate_all(
+        "bars => bars.map(bar => bar.width.baseVal.value)"
+    )
+    assert _proportional(list(zip(widths, funnel.counts, strict=True)))
+    assert "steps=signup&steps=play&steps=pay" in page.url
+    assert page.get_by_role("link", name="Download CSV").is_visible()
+
+    page.goto(f"{served}/bitmapist/event/play")
+    page.get_by_text("The lifecycle numbers").click()
+    shown = page.locator("#lifecycle-table tbody tr").evaluate_all(
+        "rows => rows.map(row => [...row.cells].map(cell => cell.textContent.trim()))"
+    )
+    with app.app_context():
+        lifecycle = get_lifecycle("play", "days", 30)
+    assert [row[0] for row in reversed(shown)] == [
+        row.date.date().isoformat() for row in lifecycle
+    ]
+    assert [[int(cell) for cell in row[1:5]] for row in reversed(shown)] == [
+        [row.new, row.returning, row.resurrecting, row.dormant] for row in lifecycle
+    ]
+    assert any(row.resurrecting for row in lifecycle)
+    assert any(row.dormant for row in lifecycle)
+    segments = page.locator(
+        'section[aria-labelledby="lifecycle-heading"] svg rect'
+    ).evaluate_all(
+        """rects => rects.map(rect => [rect.getAttribute("class"),
+            rect.height.baseVal.value, rect.y.baseVal.value,
+            rect.querySelector("title").textContent])"""
+    )
+    zero = page.locator(
+        'section[aria-labelledby="lifecycle-heading"] svg line.zero'
+    ).evaluate("line => line.y1.baseVal.value")
+    drawn = {(kind, title.split(":")[0]): height for kind, height, _, title in segments}
+    values = {
+        (kind, row.date.date().isoformat()): getattr(row, kind)
+        for row in lifecycle
+        for kind in ("new", "returning", "resurrecting", "dormant")
+        if getattr(row, kind)
+    }
+    assert set(drawn) == set(values)
+    assert _proportional([(drawn[key], value) for key, value in values.items()])
+    # Dormant users hang below the axis, the others stand on it.
+    for kind, height, y, _ in segments:
+        if kind == "dormant":
+            assert abs(y - zero) < 0.01
+        else:
+            assert y + height <= zero + 0.01
+
+    page.goto(f"{served}/bitmapist/cohort")
+    page.get_by_label("Users who did").fill("signup")
+    page.get_by_label("Came back and did").fill("pay")
+    page.get_by_label("those who did it for the first time").check()
+    page.get_by_label("came back in it or any later one").check()
+    page.get_by_label("Rows", exact=True).fill("10")
+    page.get_by_label("Columns", exact=True).fill("6")
+    page.get_by_role("button", name="Show cohort").click()
+    page.locator("#heatmap").wait_for()
+    cells = page.locator("#heatmap td.cell").evaluate_all(
+        "cells => cells.map(cell => [+cell.dataset.row, +cell.dataset.col, cell.textContent.trim()])"
+    )
+    with app.app_context():
+        cohort, _, _ = get_cohort(
+            "signup",
+            "pay",
+            num_rows=10,
+            num_cols=6,
+            cohort="first_time",
+            retention="on_or_after",
+        )
+    heatmap: list[list[int | None]] = [[None] * 6 for _ in range(10)]
+    for row, col, text in cells:
+        heatmap[row][col] = int(text) if text else None
+    assert heatmap == cohort
+    assert page.locator("#heatmap-caption").inner_text() == (
+        "Each row: the users who did signup for the first time on that day. "
+        "Each cell: how many of them did pay N days later or on any later day."
+    )
+    assert "cohort=first_time" in page.url and "retention=on_or_after" in page.url
+    assert problems == [], "a script error or a Content-Security-Policy violation"
 
 
 def test_a_page_of_another_site_cannot_use_the_dashboard(

@@ -282,6 +282,10 @@ def test_every_count_of_the_event_page_links_to_as_many_users(
     mark_days(app, "play", days)
     client = app.test_client()
     page = client.get("/bitmapist/event/play").text
+    # The counts of users over periods; the lifecycle and stickiness tables
+    # after them have no users pages.
+    history = page.split('<section aria-labelledby="lifecycle-heading">', 1)[0]
+    assert len(history) < len(page)
     links = [
         (html.unescape(href), int(count))
         for href, count in re.findall(
@@ -290,7 +294,7 @@ def test_every_count_of_the_event_page_links_to_as_many_users(
     ]
     # 30 days, 12 weeks and 12 months, each count a link.
     assert len(links) == 30 + 12 + 12
-    assert len(re.findall(r'<td class="num">', page)) == len(links)
+    assert len(re.findall(r'<td class="num">', history)) == len(links)
     groups = [parse_qs(urlsplit(href).query)["time_group"][0] for href, _ in links]
     assert groups == ["days"] * 30 + ["weeks"] * 12 + ["months"] * 12
     for href, count in links:
@@ -401,7 +405,7 @@ def test_every_heatmap_cell_links_to_its_users(
         data = client.get(with_format(href, "json")).get_json()
         assert data["count"] == count
         assert data["users"] == as_json(app, shown(app, numbers))
-        assert data["request"] == body
+        assert data["request"] == {**body, "cohort": "recurring", "retention": "on"}
         assert (data["row"], data["column"], data["date"]) == (*cell, TODAY)
         csv_body = client.get(with_format(href, "csv")).get_data(as_text=True)
         assert csv_body == "user\r\n" + "".join(
@@ -601,7 +605,7 @@ TIME_GROUP_ERROR = (
 
 def date_error(text: str) -> str:
     return (
-        f"date: must be a day from 1970-01-01 to 9999-12-31 as YYYY-MM-DD, got {text}."
+        f"date: must be a day from 1970-01-01 to 2099-12-31 as YYYY-MM-DD, got {text}."
     )
 
 
@@ -622,6 +626,11 @@ BAD_REQUESTS = [
         "/bitmapist/users/event/signup?date=1969-12-31",
         "date",
         date_error("'1969-12-31'"),
+    ),
+    (
+        "/bitmapist/users/event/signup?date=2100-01-01",
+        "date",
+        date_error("'2100-01-01'"),
     ),
     ("/bitmapist/users/event/signup?date=", "date", date_error("''")),
     (
@@ -644,7 +653,6 @@ BAD_REQUESTS = [
         "after: must be at most 256 characters, got 5000.",
     ),
     (f"{CELL}&column=0", "row", "row: is required."),
-    (f"{CELL}&row=0", "column", "column: is required."),
     (f"{CELL}&row=-1&column=0", "row", "row: must be an int, got '-1'."),
     (f"{CELL}&row=one&column=0", "row", "row: must be an int, got 'one'."),
     (f"{CELL}&row=3&column=0", "row", "row: must be from 0 to 2, got 3."),
@@ -905,3 +913,37 @@ def test_no_query_string_makes_a_users_page_answer_500(
             assert set(response.get_json()) == {"error", "field"}
         elif response.status_code == 400:
             assert 'id="field-error"' in response.text
+
+
+def test_a_first_time_rows_total_links_to_its_first_timers(users_app: Flask) -> None:
+    """A first-time row counts only the users new in its period: its total
+    links to the users page of the row (``row`` without ``column``), not to
+    every user of the event's day."""
+    app = users_app
+    mark_days(app, "signup", {3: [1], 1: [1, 2], 0: [1, 3, 4]})
+    client = app.test_client()
+    query = (
+        "primary_event=signup&secondary_event=play&num_rows=2&num_cols=2"
+        "&cohort=first_time"
+    )
+    heatmap = client.get(f"/bitmapist/cohort?{query}").text
+    totals = re.findall(
+        r'<td class="num users"><a href="([^"]+)">(\d+)</a></td>', heatmap
+    )
+    assert [int(total) for _, total in totals] == [1, 2]
+    for (href, total), numbers in zip(totals, ([2], [3, 4]), strict=True):
+        href = html.unescape(href)
+        assert urlsplit(href).path == "/bitmapist/users/cohort"
+        assert "column" not in parse_qs(urlsplit(href).query)
+        data = client.get(with_format(href, "json")).get_json()
+        assert data["count"] == int(total) == len(numbers)
+        assert data["users"] == as_json(app, shown(app, numbers))
+        assert data["column"] is None
+        page = client.get(href).text
+        assert body_text(page, "cell-description").startswith(
+            "Users who did signup for the first time on "
+        )
+        assert "<h1>Users of a cohort row</h1>" in page
+        assert client.get(with_format(href, "csv")).get_data(
+            as_text=True
+        ) == "user\r\n" + "".join(f"{user}\r\n" for user in shown(app, numbers))

@@ -1,5 +1,7 @@
-"""The dashboard blueprint: the overview, event pages, the cohort heatmap and
-the pages of the users behind their numbers (with a CSV of all of them).
+"""The dashboard blueprint: the overview, event pages (with an event's
+lifecycle and stickiness), the cohort heatmap (in its retention modes), the
+funnel page, and the pages of the users behind the counts and cells (with a
+CSV of all of them).
 
 It is closed (403) unless the app runs in debug or testing mode, or
 ``BITMAPIST_DASHBOARD_ACCESS`` is a callable that returns True for the

@@ -1,9 +1,15 @@
 """The dashboard's views, its access guard, security headers and error pages.
 
+The event page charts an event's daily users, its lifecycle (new, returning,
+resurrecting and dormant users per day) and its stickiness this week and
+this month; ``/cohort`` draws a cohort's heatmap, ``/funnel`` a funnel's
+steps, each with its data as JSON and CSV behind a GET link.
+
 The users behind a number: ``/users/event/<name>`` lists the users of an
 event in a period, ``/users/cohort`` those of a cohort's cell, 100 a page,
-with a CSV of all of them (``format=csv``). The event page links each of its
-counts, and the heatmap each of its cells and row totals, to these pages.
+with a CSV of all of them (``format=csv``). The event page links each count
+of its days, weeks and months, and the heatmap each of its cells and row
+totals, to these pages.
 
 Besides its own endpoints, the blueprint keeps those of 0.1.x, so that an
 app's ``url_for("bitmapist.index")``, ``"bitmapist.events"`` and
@@ -19,7 +25,7 @@ import json
 import logging
 import re
 from collections.abc import Iterator
-from datetime import date, datetime, time, timezone
+from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 from urllib.parse import urlencode
 
@@ -36,7 +42,12 @@ from flask import (
 )
 from werkzeug.exceptions import ClientDisconnected, HTTPException
 
-from ..report.cohort import CohortReport, CohortRequest, get_cohort_cell
+from ..report.cohort import (
+    CohortReport,
+    CohortRequest,
+    get_cohort_cell,
+    get_cohort_row,
+)
 from ..report.events import (
     MAX_PAGE_SIZE,
     EventHistory,
@@ -53,10 +64,22 @@ from ..report.events import (
     validate_page_size,
     validate_time_group,
 )
+from ..report.funnel import Funnel, FunnelRequest
+from ..report.lifecycle import get_lifecycle
+from ..report.stickiness import get_stickiness
 from ..state import current_state
 from ..store.idmap import MAX_ID_LENGTH, shown
-from ..store.layout import TIME_GROUPS, to_utc, validate_event_name
-from .chart import bar_chart
+from ..store.layout import (
+    FIRST_MARK_TIME,
+    LAST_MARK_TIME,
+    TIME_GROUPS,
+    Period,
+    Unit,
+    to_utc,
+    unit_of_time_group,
+    validate_event_name,
+)
+from .chart import bar_chart, funnel_chart, stacked_bar_chart, stickiness_chart
 
 logger = logging.getLogger("flask_bitmapist.dashboard")
 
@@ -181,13 +204,22 @@ def _is_event_name(prefix: str) -> bool:
     return True
 
 
+#: The days the event page's lifecycle chart spans: as many as its daily one.
+LIFECYCLE_DAYS = 30
+
+
 @blueprint.route("/event/<path:name>")
 def event(name: str) -> Any:
-    """An event's daily counts over 30 days as a chart, and its weekly and
-    monthly counts; 404 with the names close to it for an unknown event."""
+    """An event's daily counts over 30 days as a chart, its weekly and
+    monthly counts, its lifecycle over the 30 days and its stickiness this
+    week and this month; 404 with the names close to it for an unknown
+    event."""
     if not _is_event_name(name):
         abort(404, "There is no event of that name.")
-    history = event_history(name)
+    # One time for every query of the page, so that its numbers agree at
+    # midnight too.
+    now = datetime.now(timezone.utc)
+    history = event_history(name, now)
     # Listing the event names costs a SCAN of every key, so only an event
     # without a count in the periods shown pays it: one with older data still
     # exists, and shows its zeros.
@@ -198,9 +230,37 @@ def event(name: str) -> Any:
     chart = bar_chart(
         [(start.date().isoformat(), count) for start, count in history.days]
     )
-    return render_template(
-        "bitmapist/event.html", name=name, history=history, chart=chart
+    lifecycle = get_lifecycle(name, "days", LIFECYCLE_DAYS, now)
+    lifecycle_chart = stacked_bar_chart(
+        [row.date.date().isoformat() for row in lifecycle],
+        above=[
+            (series, [getattr(row, series) for row in lifecycle])
+            for series in ("new", "returning", "resurrecting")
+        ],
+        below=[("dormant", [row.dormant for row in lifecycle])],
     )
+    stickiness = [_stickiness(name, "week", now), _stickiness(name, "month", now)]
+    return render_template(
+        "bitmapist/event.html",
+        name=name,
+        history=history,
+        chart=chart,
+        lifecycle=lifecycle,
+        lifecycle_chart=lifecycle_chart,
+        stickiness=stickiness,
+    )
+
+
+def _stickiness(name: str, unit: Unit, now: datetime) -> dict[str, Any]:
+    """The event page's stickiness of ``name`` in the week or month of
+    ``now``: its period, its counts (index 0: the users of exactly 1 day) and
+    their chart."""
+    counts = get_stickiness(name, f"{unit}s", now)
+    return {
+        "period": Period.of(unit, now),
+        "counts": counts,
+        "chart": stickiness_chart(counts),
+    }
 
 
 def _has_counts(history: EventHistory) -> bool:
@@ -320,8 +380,20 @@ def _formatted(report: CohortReport, fmt: str) -> Any:
         return jsonify(report.to_json())
     if fmt == "csv":
         request_ = report.request
+        # The modes, when not the defaults, tell the downloads apart.
+        modes = [
+            mode
+            for mode, default in (
+                (request_.cohort, "recurring"),
+                (request_.retention, "on"),
+            )
+            if mode != default
+        ]
         name = _UNSAFE_FILENAME_CHARS.sub(
-            "-", f"cohort-{request_.primary_event}-{request_.secondary_event}"
+            "-",
+            "-".join(
+                ["cohort", request_.primary_event, request_.secondary_event, *modes]
+            ),
         )[:120]
         return Response(
             report.to_csv(),
@@ -331,6 +403,90 @@ def _formatted(report: CohortReport, fmt: str) -> Any:
     return render_template("bitmapist/_heatmap.html", report=report)
 
 
+# Funnels
+
+
+@blueprint.route("/funnel")
+def funnel_page() -> Any:
+    """The funnel form; with ``steps`` in the query string, also the funnel's
+    chart and tables (or, with ``format=json`` or ``format=csv``, the data
+    alone, and bad input as a JSON 400).
+
+    The query string holds :func:`~flask_bitmapist.report.funnel.get_funnel`'s
+    arguments: ``steps`` repeated, ``time_group``, ``num_periods`` and
+    ``within``. A step that names no event in the store is a bad field,
+    ``steps[i]``, with the names close to it.
+    """
+    fmt = _requested_format()
+    if fmt != "html":
+        return _formatted_funnel(_funnel(FunnelRequest.from_query(request.args)), fmt)
+    # The form's pickers list the events anyway; the check of the steps
+    # reuses that list rather than walk the keys again.
+    names = list_event_names()
+    funnel_request = funnel = error = None
+    if "steps" in request.args:
+        try:
+            funnel_request = FunnelRequest.from_query(request.args)
+            funnel = _funnel(funnel_request, names)
+        except FieldError as field_error:
+            error = field_error
+    result: dict[str, Any] = {}
+    if funnel_request and funnel:
+        unit = unit_of_time_group(funnel.time_group)
+        result = {
+            "chart": funnel_chart(list(zip(funnel.steps, funnel.counts, strict=True))),
+            "periods": [Period.of(unit, start).label for start in funnel.dates],
+            "query": funnel_request.to_query(),
+        }
+    return render_template(
+        "bitmapist/funnel.html",
+        event_names=names[:MAX_LISTED_EVENTS],
+        time_groups=TIME_GROUPS,
+        funnel=funnel,
+        error=error,
+        form=request.args,
+        # A fresh form offers two steps, the fewest a funnel has.
+        steps=[step for step in request.args.getlist("steps") if step] or ["", ""],
+        **result,
+    ), (400 if error else 200)
+
+
+def _funnel(funnel_request: FunnelRequest, names: list[str] | None = None) -> Funnel:
+    """Run ``funnel_request``, and refuse a step that names no event.
+
+    Listing the event names costs a SCAN of every key, so, as on the event
+    page, only a funnel with a step without users pays it (unless the caller
+    has listed them, in ``names``): a step that some user completed exists.
+
+    :raises FieldError: ``steps[i]`` for the first unknown step, with the
+        names close to it.
+    """
+    funnel = funnel_request.run()
+    if all(funnel.counts):
+        return funnel
+    if names is None:
+        names = list_event_names()
+    known = set(names)
+    for index, step in enumerate(funnel.steps):
+        if step not in known:
+            raise FieldError(
+                f"steps[{index}]",
+                unknown_event_message(step, close_event_names(step, names)),
+            )
+    return funnel
+
+
+def _formatted_funnel(funnel: Funnel, fmt: str) -> Response:
+    if fmt == "json":
+        return jsonify(funnel.to_json())
+    name = _UNSAFE_FILENAME_CHARS.sub("-", "-".join(["funnel", *funnel.steps]))[:120]
+    return Response(
+        funnel.to_csv(),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
+    )
+
+
 # The users behind a number
 
 #: Users per page of the users pages, unless ``limit`` asks for another.
@@ -338,9 +494,10 @@ USERS_PER_PAGE = 100
 # Rows of the CSV per chunk of its streamed body.
 _CSV_ROWS_PER_CHUNK = 1000
 # The days a users page takes: from the epoch, so that a cohort's earliest row
-# (366 periods back) stays a date, to the last one a date can hold.
-_FIRST_DAY = date(1970, 1, 1)
-_LAST_DAY = date.max
+# (366 periods back) stays a date, to the last day a mark may have (so that
+# a first-time row's history stays within the years marks may have).
+_FIRST_DAY = FIRST_MARK_TIME.date()
+_LAST_DAY = (LAST_MARK_TIME - timedelta(days=1)).date()
 _DAY_TEXT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
@@ -400,7 +557,9 @@ def cohort_users() -> Any:
     """The users of a cohort's cell: the cohort's query (as ``/cohort``
     takes it), ``row`` and ``column`` (from 0, as in the heatmap), and
     ``date``, a day in the last row's period (default today, UTC); paged
-    and downloaded as :func:`event_users`.
+    and downloaded as :func:`event_users`. Without ``column``, the users of
+    the row's total (those of ``get_cohort_row``: a first-time row's are not
+    all the users of the event's page).
 
     Bad input answers 400 naming the field.
     """
@@ -408,34 +567,48 @@ def cohort_users() -> Any:
         fmt = _requested_format()
         cohort = CohortRequest.from_query(request.args)
         row = _index_field("row")
-        column = _index_field("column")
+        column = _index_field("column") if "column" in request.args else None
         when = to_utc(_day_field())
         limit, after = _paging_fields(fmt)
-        users = get_cohort_cell(
-            cohort.primary_event,
-            cohort.secondary_event,
-            [{"name": name, "op": op} for name, op in cohort.additional_events],
-            cohort.time_group,
-            cohort.num_rows,
-            cohort.num_cols,
-            with_replacement=cohort.with_replacement,
-            now=when,
-            row=row,
-            column=column,
-        )
+        if column is None:
+            users = get_cohort_row(
+                cohort.primary_event,
+                cohort.time_group,
+                cohort.num_rows,
+                now=when,
+                row=row,
+                cohort=cohort.cohort,
+            )
+        else:
+            users = get_cohort_cell(
+                cohort.primary_event,
+                cohort.secondary_event,
+                [{"name": name, "op": op} for name, op in cohort.additional_events],
+                cohort.time_group,
+                cohort.num_rows,
+                cohort.num_cols,
+                with_replacement=cohort.with_replacement,
+                now=when,
+                row=row,
+                column=column,
+                cohort=cohort.cohort,
+                retention=cohort.retention,
+            )
         last = period_of(cohort.time_group, when)
         row_period = last.shift(row - (cohort.num_rows - 1))
         query = [
             *cohort.to_query(),
             ("date", last.start.date().isoformat()),
             ("row", str(row)),
-            ("column", str(column)),
         ]
+        if column is not None:
+            query.append(("column", str(column)))
         if fmt == "csv":
+            cell = "" if column is None else f"-plus-{column}"
             return _users_csv(
                 users,
                 f"users-cohort-{cohort.primary_event}-{cohort.secondary_event}"
-                f"-{row_period.label}-plus-{column}",
+                f"-{row_period.label}{cell}",
             )
         count = len(users)
         page = users.page(limit, after)
@@ -458,10 +631,13 @@ def cohort_users() -> Any:
         row=row,
         column=column,
         row_period=row_period,
-        cell_period=row_period.shift(column),
+        cell_period=None if column is None else row_period.shift(column),
         earlier=(
             None
-            if cohort.with_replacement or column == 0
+            if column is None
+            or cohort.with_replacement
+            or cohort.retention == "on_or_after"
+            or column == 0
             else (row_period, row_period.shift(column - 1))
         ),
         count=count,
@@ -489,7 +665,7 @@ def _day_field() -> datetime | None:
         day = date.fromisoformat(text) if _DAY_TEXT.fullmatch(text) else None
     except ValueError:
         day = None
-    if day is None or day < _FIRST_DAY:
+    if day is None or not _FIRST_DAY <= day <= _LAST_DAY:
         raise FieldError(
             "date",
             f"must be a day from {_FIRST_DAY} to {_LAST_DAY} as YYYY-MM-DD, "

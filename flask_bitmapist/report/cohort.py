@@ -19,8 +19,9 @@ from typing import Any
 
 from ..state import resolve_store
 from ..store.backend import Store
+from ..store.idmap import shown
 from ..store.layout import Period, to_utc, unit_of_time_group
-from ..store.program import Program, Ref
+from ..store.program import Program, Ref, Scratch
 from .events import (
     EventSet,
     FieldError,
@@ -33,11 +34,20 @@ from .events import (
     validate_period_count,
     validate_time_group,
 )
+from .history import existing_periods, history_keys, history_periods, history_set
 
 Cohort = list[list[int | None]]
+#: The kinds of rows: the users who did the primary event in the period
+#: (``recurring``), or did it for the first time in the store (``first_time``).
+COHORT_MODES = ("recurring", "first_time")
+#: The kinds of cells: the users who came back in exactly the column's period
+#: (``on``), or in it or any later one (``on_or_after``).
+RETENTION_MODES = ("on", "on_or_after")
 #: The most cells one script of a cohort counts, so that it holds a node for
-#: a few milliseconds: on 100,000 users a day, a cell's AND and BITCOUNT take
-#: about 25 us (scripts/bench_queries.py).
+#: a bounded time: on 100,000 users a day of 300,000 ids, a cell's AND and
+#: BITCOUNT take about 25 us (scripts/bench_queries.py), 12 ms a script; of
+#: 1,000,000 ids (125 KB keys), about 80 us, 40 ms a script
+#: (scripts/bench_reports.py). The budget counts cells, not bytes.
 _CELLS_PER_PROGRAM = 500
 
 
@@ -51,20 +61,35 @@ def get_cohort(
     system: str | Store | None = None,
     with_replacement: bool = False,
     now: datetime | None = None,
+    *,
+    cohort: str = "recurring",
+    retention: str = "on",
 ) -> tuple[Cohort, list[datetime], list[int]]:
     """A cohort table: of the users who did the primary event in a period, how
     many did the secondary event (chained with ``additional_events``) in that
     period and each of the following ones.
 
-    Row ``i`` is a period (oldest first, the last one holding ``now``); cell
-    ``[i][j]`` counts the row's users who did the chained events ``j`` periods
-    later. A row whose primary total is 0 is all ``None``, and so is a cell
-    whose period lies in the future. Without replacement a user is counted
-    only in the first column in which they come back.
+    Row ``i`` is a period ``t_i`` (oldest first, the last one holding
+    ``now``). Its users are those who did the primary event in ``t_i``
+    (``cohort="recurring"``, the default), or those whose earliest primary
+    event in the whole store is in ``t_i`` (``cohort="first_time"``), however
+    long before the rows and in whatever order the marks arrived.
+
+    Cell ``[i][j]`` counts the row's users who did the chained events in
+    period ``t_i + j`` (``retention="on"``, the default; without replacement
+    a user is counted only in the first column in which they come back), or
+    in ``t_i + j`` or any later period up to now's (``retention="on_or_after"``,
+    unbounded retention: a row never grows from left to right, and
+    ``with_replacement`` plays no part). A row whose primary total is 0 is
+    all ``None``, and so is a cell whose period lies in the future.
 
     The whole table costs one round trip per node (plus one to learn the
-    shards of a sharded layout): a script per row and shard, which builds
-    the row's keys and counts its cells.
+    shards of a sharded layout): a script per shard and
+    :data:`_CELLS_PER_PROGRAM` cells, which builds the rows' keys and counts
+    their cells. A first-time row costs three more BITOPs than a recurring
+    one, and the first row of each script one OR of the primary event's
+    months and days before it (see :mod:`.history`); an ``on_or_after``
+    column one OR more than an ``on`` one.
 
     :param primary_event_name: the event that defines each row's users.
     :param secondary_event_name: the event counted in the cells.
@@ -76,9 +101,12 @@ def get_cohort(
     :param system: a bitmapist system name; default the current app's.
     :param with_replacement: count a user in every column they come back in.
     :param now: the time in the last row's period; naive datetimes are UTC.
+    :param cohort: ``"recurring"`` or ``"first_time"``.
+    :param retention: ``"on"`` or ``"on_or_after"``.
     :returns: ``(cohort, dates, primary_totals)``: the table, each row's period
         start (UTC), and each row's number of primary users.
-    :raises ValueError: for an invalid argument.
+    :raises ValueError: for an invalid argument (a :exc:`FieldError` naming
+        it).
     """
     chained, group, rows, cols = _validated(
         primary_event_name,
@@ -88,6 +116,8 @@ def get_cohort(
         num_rows,
         num_cols,
     )
+    first_time = validate_cohort_mode(cohort) == "first_time"
+    on_or_after = validate_retention_mode(retention) == "on_or_after"
     when = to_utc(now)
     store = resolve_store(system)
 
@@ -106,30 +136,65 @@ def get_cohort(
         for offset, period in periods.items()
     }
     # Rows go into programs of at most _CELLS_PER_PROGRAM cells (a row is
-    # never split), each building the chained keys its rows need once.
+    # never split), each building the chained keys its rows need once: for
+    # on_or_after, each column's union of its period and every later one,
+    # built from now's period back; for first_time, the primary's history
+    # before its first row, then each row ORed into it.
     programs: list[Program] = []
     rows_of: list[int] = []  # each program's number of rows
-    cells_in_program = _CELLS_PER_PROGRAM
+    starts = _program_starts(row_offsets, cols)
+    shards = store.shards()
+    # Several scripts each start from a history: learn once which of its
+    # keys exist, so that each script checks only those.
+    existing = None
+    if first_time and len(starts) > 1:
+        existing = existing_periods(
+            store,
+            shards,
+            primary_event_name,
+            (
+                stored
+                for offset in starts
+                for stored in history_periods(periods[offset])
+            ),
+        )
     emitted: dict[int, Ref] = {}
+    history: Scratch | None = None
     for row_offset in row_offsets:
         offsets = range(row_offset, min(row_offset + cols, 1))
-        if cells_in_program + len(offsets) > _CELLS_PER_PROGRAM:
+        if row_offset in starts:
             program = Program()
             programs.append(program)
             rows_of.append(0)
-            cells_in_program = 0
             emitted = {}
-        for offset in offsets:
-            if offset not in emitted:
-                emitted[offset] = chains[offset].emit(program)
+            if first_time:
+                history = program.union_existing(
+                    history_keys(primary_event_name, periods[row_offset], existing)
+                )
+            if on_or_after:
+                later: Ref | None = None
+                for offset in range(0, row_offset - 1, -1):
+                    chain = chains[offset].emit(program)
+                    later = chain if later is None else program.union([chain, later])
+                    emitted[offset] = later
+        if not on_or_after:
+            for offset in offsets:
+                if offset not in emitted:
+                    emitted[offset] = chains[offset].emit(program)
+        primary = primaries[row_offset].emit(program)
+        row_users: Ref
+        if first_time:
+            assert history is not None
+            row_users = program.difference(primary, history)
+            program.bitop_into("OR", history, [history, primary])
+        else:
+            row_users = primary
         program.cohort_row(
-            primaries[row_offset].emit(program),
+            row_users,
             [emitted[offset] for offset in offsets],
-            with_replacement,
+            with_replacement or on_or_after,
         )
         rows_of[-1] += 1
-        cells_in_program += len(offsets)
-    shards = store.shards()
     results = store.run(
         [(program, shard) for program in programs for shard in shards],
         current_temp_key_ttl(),
@@ -147,16 +212,30 @@ def get_cohort(
                     row_sums[first + index][cell] += int(value)
 
     totals: list[int] = []
-    cohort: Cohort = []
+    table: Cohort = []
     for sums in row_sums:
         total, *counts = sums
         totals.append(total)
         if total == 0:
-            cohort.append([None] * cols)
+            table.append([None] * cols)
             continue
-        cohort.append(counts + [None] * (cols - len(counts)))
+        table.append(counts + [None] * (cols - len(counts)))
     dates = [periods[offset].start for offset in row_offsets]
-    return cohort, dates, totals
+    return table, dates, totals
+
+
+def _program_starts(row_offsets: range, cols: int) -> list[int]:
+    """The rows that start a script: rows go into scripts of at most
+    :data:`_CELLS_PER_PROGRAM` cells, a row never split."""
+    starts = []
+    cells = _CELLS_PER_PROGRAM
+    for row_offset in row_offsets:
+        count = len(range(row_offset, min(row_offset + cols, 1)))
+        if cells + count > _CELLS_PER_PROGRAM:
+            starts.append(row_offset)
+            cells = 0
+        cells += count
+    return starts
 
 
 def _validated(
@@ -179,6 +258,29 @@ def _validated(
     )
 
 
+def validate_cohort_mode(cohort: Any, name: str = "cohort") -> str:
+    """Return ``cohort`` if it is one of :data:`COHORT_MODES`.
+
+    :raises FieldError: otherwise.
+    """
+    return _mode(name, cohort, COHORT_MODES)
+
+
+def validate_retention_mode(retention: Any, name: str = "retention") -> str:
+    """Return ``retention`` if it is one of :data:`RETENTION_MODES`.
+
+    :raises FieldError: otherwise.
+    """
+    return _mode(name, retention, RETENTION_MODES)
+
+
+def _mode(name: str, value: Any, modes: Sequence[str]) -> str:
+    if isinstance(value, str) and value in modes:
+        return value
+    choices = " or ".join(repr(mode) for mode in modes)
+    raise FieldError(name, f"must be {choices}, got {shown(value)}.")
+
+
 def get_cohort_cell(
     primary_event_name: str,
     secondary_event_name: str,
@@ -192,13 +294,17 @@ def get_cohort_cell(
     *,
     row: int,
     column: int,
+    cohort: str = "recurring",
+    retention: str = "on",
 ) -> EventSet:
     """The users that :func:`get_cohort` with the same arguments counts in
     cell ``[row][column]``, as an :class:`EventSet`.
 
-    The cell holds the users of row ``row``'s primary event who did the
+    The cell holds the users of row ``row`` (who did the primary event in
+    its period; with ``cohort="first_time"``, for the first time) who did the
     chained secondary events ``column`` periods later; without replacement,
-    less those who did them in an earlier column of the row.
+    less those who did them in an earlier column of the row; with
+    ``retention="on_or_after"``, who did them then or in any later period.
 
     :param row: from 0 (the oldest row) to ``num_rows - 1``.
     :param column: from 0 to ``num_cols - 1``, and no later than now's period.
@@ -213,11 +319,10 @@ def get_cohort_cell(
         num_rows,
         num_cols,
     )
-    for name, value, count in (("row", row, rows), ("column", column, cols)):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise FieldError(name, f"must be an int, got {value!r}.")
-        if not 0 <= value < count:
-            raise FieldError(name, f"must be from 0 to {count - 1}, got {value}.")
+    first_time = validate_cohort_mode(cohort) == "first_time"
+    on_or_after = validate_retention_mode(retention) == "on_or_after"
+    _check_index("row", row, rows)
+    _check_index("column", column, cols)
     row_offset = row - (rows - 1)
     if row_offset + column > 0:
         raise FieldError(
@@ -227,18 +332,66 @@ def get_cohort_cell(
         )
     when = to_utc(now)
     store = resolve_store(system)
-    primary = EventSet.of_period(
-        primary_event_name, period_of(group, when, row_offset), store
-    )
+    period = period_of(group, when, row_offset)
+    primary = _row_users(store, primary_event_name, period, first_time)
 
     def chain(offset: int) -> EventSet:
         period = period_of(group, when, row_offset + offset)
         return chained_set(store, secondary_event_name, chained, period)
 
+    if on_or_after:
+        later = range(column, 1 - row_offset)
+        return primary & functools.reduce(operator.or_, map(chain, later))
     cell = primary & chain(column)
     if with_replacement or column == 0:
         return cell
     return cell - functools.reduce(operator.or_, map(chain, range(column)))
+
+
+def get_cohort_row(
+    primary_event_name: str,
+    time_group: str = "days",
+    num_rows: int = 10,
+    system: str | Store | None = None,
+    now: datetime | None = None,
+    *,
+    row: int,
+    cohort: str = "recurring",
+) -> EventSet:
+    """The users that :func:`get_cohort` with the same arguments counts in
+    row ``row``'s primary total, as an :class:`EventSet`: those who did the
+    primary event in the row's period (with ``cohort="first_time"``, for the
+    first time).
+
+    :param row: from 0 (the oldest row) to ``num_rows - 1``.
+    :raises ValueError: for an invalid argument; a :exc:`FieldError` names
+        it.
+    """
+    validate_event_field("primary_event_name", primary_event_name)
+    group = validate_time_group(time_group)
+    rows = validate_period_count("num_rows", num_rows)
+    first_time = validate_cohort_mode(cohort) == "first_time"
+    _check_index("row", row, rows)
+    period = period_of(group, to_utc(now), row - (rows - 1))
+    return _row_users(resolve_store(system), primary_event_name, period, first_time)
+
+
+def _row_users(
+    store: Store, primary_event_name: str, period: Period, first_time: bool
+) -> EventSet:
+    """The users of a cohort row of ``period``."""
+    primary = EventSet.of_period(primary_event_name, period, store)
+    if first_time:
+        return primary - history_set(store, primary_event_name, period)
+    return primary
+
+
+def _check_index(name: str, value: Any, count: int) -> None:
+    """Refuse a ``row`` or ``column`` that is no int from 0 to ``count - 1``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise FieldError(name, f"must be an int, got {value!r}.")
+    if not 0 <= value < count:
+        raise FieldError(name, f"must be from 0 to {count - 1}, got {value}.")
 
 
 def get_cohort_users(
@@ -256,6 +409,8 @@ def get_cohort_users(
     column: int,
     limit: int = 100,
     after: int | str | None = None,
+    cohort: str = "recurring",
+    retention: str = "on",
 ) -> UsersPage:
     """The users of a cohort's cell, a page at a time: :meth:`EventSet.page`
     of :func:`get_cohort_cell` with the same arguments.
@@ -275,6 +430,8 @@ def get_cohort_users(
         now,
         row=row,
         column=column,
+        cohort=cohort,
+        retention=retention,
     )
     return cell.page(limit, after)
 
@@ -294,6 +451,8 @@ _FIELDS = (
     "num_cols",
     "as_percent",
     "with_replacement",
+    "cohort",
+    "retention",
 )
 _TRUE_WORDS = ("1", "true", "on", "yes")
 _FALSE_WORDS = ("", "0", "false", "off", "no")
@@ -317,6 +476,8 @@ class CohortRequest:
     num_cols: int = 10
     as_percent: bool = False
     with_replacement: bool = False
+    cohort: str = "recurring"
+    retention: str = "on"
 
     @classmethod
     def from_json(cls, body: Any) -> CohortRequest:
@@ -359,6 +520,8 @@ class CohortRequest:
             num_cols=num_cols,
             as_percent=_flag(body, "as_percent"),
             with_replacement=_flag(body, "with_replacement"),
+            cohort=validate_cohort_mode(body.get("cohort", "recurring")),
+            retention=validate_retention_mode(body.get("retention", "on")),
         )
 
     @classmethod
@@ -382,12 +545,18 @@ class CohortRequest:
                 if name
             ]
         }
-        for name in ("primary_event", "secondary_event", "time_group"):
+        for name in (
+            "primary_event",
+            "secondary_event",
+            "time_group",
+            "cohort",
+            "retention",
+        ):
             if name in args:
                 body[name] = args[name]
         for name in ("num_rows", "num_cols"):
             if name in args:
-                body[name] = _int_text(name, args[name])
+                body[name] = int_field(name, args[name])
         for name in ("as_percent", "with_replacement"):
             if name in args:
                 body[name] = _flag_text(name, args[name])
@@ -406,6 +575,8 @@ class CohortRequest:
             "num_cols": self.num_cols,
             "as_percent": self.as_percent,
             "with_replacement": self.with_replacement,
+            "cohort": self.cohort,
+            "retention": self.retention,
         }
 
     def to_query(self) -> list[tuple[str, str]]:
@@ -426,6 +597,14 @@ class CohortRequest:
             for name in ("as_percent", "with_replacement")
             if getattr(self, name)
         ]
+        pairs += [
+            (name, value)
+            for name, value, default in (
+                ("cohort", self.cohort, "recurring"),
+                ("retention", self.retention, "on"),
+            )
+            if value != default
+        ]
         return pairs
 
     def run(
@@ -444,8 +623,33 @@ class CohortRequest:
             system=system,
             with_replacement=self.with_replacement,
             now=now,
+            cohort=self.cohort,
+            retention=self.retention,
         )
         return CohortReport(self, cohort, dates, totals)
+
+    @property
+    def description(self) -> str:
+        """What the table counts, in words: "Each row: the users who did
+        signup on that day. Each cell: how many of them did play N days
+        later, counted once, on the first day they came back." """
+        unit = unit_of_time_group(self.time_group)
+        # "on that day", but "in that week" (month, year).
+        on = "on" if unit == "day" else "in"
+        first_time = " for the first time" if self.cohort == "first_time" else ""
+        chain = "".join(f" {op} {name}" for name, op in self.additional_events)
+        who = "the percent of them who" if self.as_percent else "how many of them"
+        if self.retention == "on_or_after":
+            when = f" or {on} any later {unit}"
+        elif self.with_replacement:
+            when = f", counted {on} every {unit} they came back"
+        else:
+            when = f", counted once, {on} the first {unit} they came back"
+        return (
+            f"Each row: the users who did {self.primary_event}{first_time} {on} "
+            f"that {unit}. Each cell: {who} did {self.secondary_event}{chain} "
+            f"N {self.time_group} later{when}."
+        )
 
 
 @dataclass(frozen=True)
@@ -463,6 +667,11 @@ class CohortReport:
     cohort: Cohort
     dates: list[datetime]
     row_totals: list[int]
+
+    @property
+    def description(self) -> str:
+        """What the table counts, in words (:attr:`CohortRequest.description`)."""
+        return self.request.description
 
     @cached_property
     def column_totals(self) -> list[int]:
@@ -506,26 +715,29 @@ class CohortReport:
         return Period.of(unit, self.dates[row]).label
 
     def is_running(self, row: int, column: int) -> bool:
-        """Whether cell ``[row][column]`` is of the period that holds ``now``
+        """Whether cell ``[row][column]`` counts the period that holds ``now``
         (the last row's), which has not ended: its count can still grow.
 
         Cell ``[i][j]`` is ``j`` periods after row ``i``'s, and the last row is
         the current period, so the running cell of row ``i`` is in column
-        ``num_rows - 1 - i``. An empty cell (a row without users) is not.
+        ``num_rows - 1 - i``; with ``retention="on_or_after"`` every cell
+        counts up to now's period, so every cell is running. An empty cell
+        (a row without users, a period to come) is not.
         """
+        if self.cohort[row][column] is None:
+            return False
         return (
-            row + column == len(self.cohort) - 1
-            and self.cohort[row][column] is not None
+            self.request.retention == "on_or_after"
+            or row + column == len(self.cohort) - 1
         )
 
     @cached_property
     def has_running_cells(self) -> bool:
         """Whether any cell shown :meth:`is_running`."""
-        last = len(self.cohort) - 1
         return any(
-            self.is_running(row, last - row)
-            for row in range(len(self.cohort))
-            if last - row < self.request.num_cols
+            self.is_running(row, column)
+            for row, cells in enumerate(self.cohort)
+            for column in range(len(cells))
         )
 
     def column_label(self, column: int) -> str:
@@ -610,10 +822,20 @@ def _flag(body: Mapping[str, Any], name: str) -> bool:
     return value
 
 
-def _int_text(name: str, text: str) -> int:
+def int_field(
+    name: str, text: str, minimum: int = 1, maximum: int = MAX_PERIODS
+) -> int:
+    """The int that a query string's ``text`` spells, before its bounds are
+    checked.
+
+    :raises FieldError: naming ``name`` unless ``text`` is up to six decimal
+        digits (spaces around them allowed).
+    """
     stripped = text.strip()
     if not (stripped.isascii() and stripped.isdigit()) or len(stripped) > 6:
-        raise FieldError(name, f"must be an int from 1 to {MAX_PERIODS}, got {text!r}.")
+        raise FieldError(
+            name, f"must be an int from {minimum} to {maximum}, got {shown(text)}."
+        )
     return int(stripped)
 
 

@@ -171,6 +171,15 @@ class _PeriodLeaf:
 
 
 @dataclass(frozen=True)
+class _PeriodsLeaf:
+    """The users who did an event in any of many periods, most of which may
+    have no key (see :meth:`EventSet.of_periods`)."""
+
+    event_name: str
+    periods: tuple[Period, ...]
+
+
+@dataclass(frozen=True)
 class _KeyLeaf:
     key: str
 
@@ -181,7 +190,7 @@ class _Combination:
     operands: tuple[_Node, ...]
 
 
-_Node = _PeriodLeaf | _KeyLeaf | _Combination
+_Node = _PeriodLeaf | _PeriodsLeaf | _KeyLeaf | _Combination
 
 
 class EventSet:
@@ -250,6 +259,17 @@ class EventSet:
         """The users who did ``event_name`` in ``period``, in ``store`` (or a
         client, with ``layout`` as :func:`as_store` picks it)."""
         return cls(_PeriodLeaf(event_name, period), store, layout=layout)
+
+    @classmethod
+    def of_periods(
+        cls, event_name: str, periods: Sequence[Period], store: Store
+    ) -> EventSet:
+        """The users who did ``event_name`` in any of ``periods``, read as
+        the OR of the keys that exist among theirs
+        (:meth:`~flask_bitmapist.store.program.Program.union_existing`): for
+        long runs of periods of which most hold nothing, such as an event's
+        history since 1970."""
+        return cls(_PeriodsLeaf(event_name, tuple(periods)), store)
 
     @property
     def system(self) -> Client:
@@ -564,11 +584,19 @@ def _emit(program: Program, node: _Node) -> Ref:
                 for period in stored_periods(node.period)
             ]
         )
+    if isinstance(node, _PeriodsLeaf):
+        return program.union_existing(
+            [
+                EventKey(node.event_name, stored)
+                for period in node.periods
+                for stored in stored_periods(period)
+            ]
+        )
     sources = [_emit(program, operand) for operand in node.operands]
     if node.operation == "DIFF":
-        # a AND NOT b would cut a to b's length; a XOR (a AND b) does not.
-        common = program.bitop("AND", sources)
-        return program.bitop("XOR", [sources[0], common])
+        return program.difference(*sources)
+    if node.operation == "OR":
+        return program.union(sources)
     return program.bitop(node.operation, sources)
 
 
@@ -581,6 +609,8 @@ def _describe(node: _Node) -> str:
         return node.key
     if isinstance(node, _PeriodLeaf):
         return f"{node.event_name} {node.period.label}"
+    if isinstance(node, _PeriodsLeaf):
+        return f"{node.event_name} in {len(node.periods)} periods"
     if node.operation == "NOT":
         return f"~({_describe(node.operands[0])})"
     inner = _SYMBOLS[node.operation].join(_describe(item) for item in node.operands)
@@ -755,7 +785,7 @@ def count_events(
                     program.union([EventKey(name, period) for period in group_periods])
                 )
         programs.append(program)
-    totals = _sum_shards(store, programs)
+    totals = sum_shard_counts(store, programs)
     return {
         name: PeriodCounts(*totals[index * 4 : index * 4 + 4])
         for index, name in enumerate(names)
@@ -768,10 +798,14 @@ def count_events(
 EVENTS_PER_PROGRAM = 100
 
 
-def _sum_shards(store: Store, programs: Sequence[Program]) -> list[int]:
+def sum_shard_counts(
+    store: Store, programs: Sequence[Program], shards: Sequence[int] | None = None
+) -> list[int]:
     """Run ``programs``, whose reads are all counts, on every shard of
-    ``store``; return their counts, in order, each summed over the shards."""
-    shards = store.shards()
+    ``store`` (``shards``, when the caller has read them); return their
+    counts, in order, each summed over the shards."""
+    if shards is None:
+        shards = store.shards()
     results = store.run(
         [(program, shard) for program in programs for shard in shards],
         current_temp_key_ttl(),
@@ -826,7 +860,7 @@ def event_history(
     for group_periods in periods.values():
         for period in group_periods:
             program.count(EventKey(event_name, period))
-    counts = iter(_sum_shards(resolve_store(system), [program]))
+    counts = iter(sum_shard_counts(resolve_store(system), [program]))
     series = {
         group: [(period.start, next(counts)) for period in group_periods]
         for group, group_periods in periods.items()

@@ -59,7 +59,9 @@ from ..config import DEFAULT_SHARD_BITS, Settings, shard_bits_problem
 __all__ = [
     "BITMAPIST",
     "EVER",
+    "FIRST_MARK_TIME",
     "KEY_PREFIX",
+    "LAST_MARK_TIME",
     "MAX_EVENT_NAME_LENGTH",
     "TEMPORARY_PREFIX",
     "TIME_GROUPS",
@@ -72,6 +74,7 @@ __all__ = [
     "locate",
     "period_range",
     "stored_periods",
+    "to_mark_time",
     "to_utc",
     "unit_of_time_group",
     "validate_event_name",
@@ -219,6 +222,11 @@ _LABEL_FORMATS = {
 
 #: Every mark of an event, whatever its time: bitmapist's unique key.
 EVER = Period("ever", _EPOCH)
+#: The earliest time a mark may have, and the first time after the latest:
+#: the reports read an event's history from its month on, up to at most the
+#: month before (see :mod:`flask_bitmapist.report.history`).
+FIRST_MARK_TIME = _EPOCH
+LAST_MARK_TIME = datetime(2100, 1, 1, tzinfo=timezone.utc)
 
 
 def period_range(unit: Unit, first: datetime, last: datetime) -> list[Period]:
@@ -549,3 +557,18 @@ def to_utc(now: datetime | None) -> datetime:
     if now.tzinfo is None:
         return now.replace(tzinfo=timezone.utc)
     return now.astimezone(timezone.utc)
+
+
+def to_mark_time(now: datetime | None) -> datetime:
+    """:func:`to_utc` of a mark's time, which must be from
+    :data:`FIRST_MARK_TIME` (1970) up to :data:`LAST_MARK_TIME` (2100).
+
+    :raises ValueError: for a time that is not a datetime or is outside them.
+    """
+    when = to_utc(now)
+    if not FIRST_MARK_TIME <= when < LAST_MARK_TIME:
+        raise ValueError(
+            f"A mark's time must be from {FIRST_MARK_TIME.date().isoformat()} "
+            f"to {LAST_MARK_TIME.year - 1}-12-31 (UTC), got {when.isoformat()}."
+        )
+    return when

@@ -21,6 +21,7 @@ from typing import Literal
 from .layout import KeyLayout, Period
 
 __all__ = [
+    "MAX_BITOP_SOURCES",
     "PROGRAM_SCRIPT",
     "EventKey",
     "NamedKey",
@@ -30,6 +31,9 @@ __all__ = [
 ]
 
 BitOperation = Literal["AND", "OR", "XOR", "NOT"]
+
+#: The most keys of one BITOP that :meth:`Program.union` sends.
+MAX_BITOP_SOURCES = 1000
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,9 @@ Ref = EventKey | NamedKey | Scratch
 # ARGV[4] the instructions: words separated by spaces (one argument to pack,
 # not one per word), each a letter and its arguments, keys as KEYS indexes:
 #   B op destination count sources...  BITOP op into a scratch key
+#   U destination count sources...     OR of the sources that exist
+#   X count keys...                    the positions (from 1) of the keys
+#                                      that exist
 #   C key                              BITCOUNT
 #   G key                              GET ("" for a missing key)
 #   T key offset                       GETBIT
@@ -92,6 +99,36 @@ local function run()
             for j = 1, count do sources[j] = key(words[i + 3 + j]) end
             redis.call("BITOP", words[i + 1], key(words[i + 2]), unpack(sources))
             i = i + 4 + count
+        elseif op == "U" then
+            local destination, count = key(words[i + 1]), tonumber(words[i + 2])
+            local found = {}
+            for j = 1, count do
+                local source = key(words[i + 2 + j])
+                if redis.call("EXISTS", source) == 1 then found[#found + 1] = source end
+            end
+            -- At most 16 keys a BITOP, its fast path: BITOP costs a pass per
+            -- byte over every source.
+            if #found == 0 then
+                redis.call("DEL", destination)
+            else
+                local last = math.min(16, #found)
+                redis.call("BITOP", "OR", destination, unpack(found, 1, last))
+                for first = 17, #found, 15 do
+                    last = math.min(first + 14, #found)
+                    local more = {unpack(found, first, last)}
+                    redis.call("BITOP", "OR", destination, destination, unpack(more))
+                end
+            end
+            i = i + 3 + count
+        elseif op == "X" then
+            local count, found = tonumber(words[i + 1]), {}
+            for j = 1, count do
+                if redis.call("EXISTS", key(words[i + 1 + j])) == 1 then
+                    found[#found + 1] = j
+                end
+            end
+            results[#results + 1] = found
+            i = i + 2 + count
         elseif op == "C" then
             results[#results + 1] = redis.call("BITCOUNT", key(words[i + 1]))
             i = i + 2
@@ -212,10 +249,41 @@ class Program:
         self._add("B", operation, destination, len(sources), *sources)
 
     def union(self, sources: Sequence[Ref]) -> Ref:
-        """The OR of ``sources``: the source itself when there is one."""
+        """The OR of ``sources`` (at least one): the source itself when there
+        is one.
+
+        More than :data:`MAX_BITOP_SOURCES` sources are ORed a chunk at a
+        time, as Lua's ``unpack`` takes no more than about 8,000 values.
+        """
         if len(sources) == 1:
             return sources[0]
-        return self.bitop("OR", sources)
+        if len(sources) <= MAX_BITOP_SOURCES:
+            return self.bitop("OR", sources)
+        total = self.bitop("OR", sources[:MAX_BITOP_SOURCES])
+        for start in range(MAX_BITOP_SOURCES, len(sources), MAX_BITOP_SOURCES - 1):
+            chunk = sources[start : start + MAX_BITOP_SOURCES - 1]
+            self.bitop_into("OR", total, [total, *chunk])
+        return total
+
+    def union_existing(self, sources: Sequence[Ref]) -> Scratch:
+        """The OR of those of ``sources`` that exist, in a new scratch key
+        (empty when none does): one ``EXISTS`` per source, then BITOPs of at
+        most 16 keys.
+
+        For long lists of keys of which most are missing, such as an event's
+        every month since 1970: a BITOP costs its longest key's length times
+        its number of keys, missing ones included.
+        """
+        destination = self.scratch()
+        self._add("U", destination, len(sources), *sources)
+        return destination
+
+    def difference(self, first: Ref, second: Ref) -> Scratch:
+        """``first`` less the bits of ``second``, whatever their lengths:
+        ``first XOR (first AND second)`` (``first AND NOT second`` would cut
+        ``first`` to the length of ``second``)."""
+        common = self.bitop("AND", [first, second])
+        return self.bitop("XOR", [first, common])
 
     def count(self, ref: Ref) -> int:
         """Read ``BITCOUNT``: an int."""
@@ -239,6 +307,11 @@ class Program:
         (from its byte ``byte``) that hold them, which may hold bits before
         ``offset`` and past the ``count``-th."""
         return self._read("S", ref, offset, count)
+
+    def existing(self, refs: Sequence[Ref]) -> int:
+        """Read which of ``refs`` exist: a list of their positions in
+        ``refs``, from 1."""
+        return self._read("X", len(refs), *refs)
 
     def ttl(self, ref: Ref) -> int:
         """Read ``PTTL``: milliseconds, -1 without a TTL, -2 without a key."""

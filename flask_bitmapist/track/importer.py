@@ -15,12 +15,12 @@ import csv
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Literal
 
 from ..config import DEFAULT_MAX_USER_ID
 from ..store.backend import Client, Store
-from ..store.layout import validate_event_name
+from ..store.layout import to_mark_time, validate_event_name
 from ..store.writer import Mark, PartialWrite, write_marks
 from .ids import to_user_id
 
@@ -50,7 +50,8 @@ class ImportResult:
 def parse_time(value: Any) -> datetime:
     """An ISO 8601 time as an aware UTC datetime; naive times are UTC.
 
-    :raises ValueError: for anything else.
+    :raises ValueError: for anything else, or a time before 1970 or after
+        2099.
     """
     if not isinstance(value, str):
         raise ValueError(f"time must be an ISO 8601 string, got {value!r}")
@@ -59,9 +60,7 @@ def parse_time(value: Any) -> datetime:
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise ValueError(f"time must be an ISO 8601 string, got {value!r}") from None
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)
+    return to_mark_time(moment)
 
 
 def _mark(

@@ -13,7 +13,7 @@ from flask import Flask
 
 from ..config import DEFAULT_MAX_USER_ID
 from ..state import AppState, current_app_and_state, current_state, resolve_store
-from ..store.layout import to_utc, validate_event_name
+from ..store.layout import to_mark_time, validate_event_name
 from ..store.systems import track_defaults
 from ..store.writer import Mark, PartialWrite, flush_all, write_marks
 from .ids import to_user_id
@@ -61,7 +61,8 @@ def mark_event(
     :param uuid: the user id: an int or a str of decimal digits from 0 to
         ``BITMAPIST_MAX_USER_ID`` (default 2**24 - 1, also outside an app).
         ``None`` means an anonymous user: nothing is marked.
-    :param now: when it happened; naive datetimes are taken as UTC. Default: now.
+    :param now: when it happened, from 1970 to 2099 (UTC); naive datetimes
+        are taken as UTC. Default: now.
     :param track_hourly: also mark the hour. Default: ``BITMAPIST_TRACK_HOURLY``
         (``bitmapist.TRACK_HOURLY`` outside an app).
     :param track_unique: also mark the time-independent unique key. Default:
@@ -113,7 +114,7 @@ def _submit(
         max_user_id=max_user_id,
         id_map=found is not None and found[1].settings.id_map,
     )
-    when = to_utc(now)
+    when = to_mark_time(now)
     if user_id is None:
         return
     if found is None:

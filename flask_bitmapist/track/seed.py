@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from ..store.backend import Client, Store, as_store
-from ..store.layout import to_utc
+from ..store.layout import FIRST_MARK_TIME, to_mark_time
 from ..store.writer import Mark
 from .importer import import_marks
 
@@ -69,15 +69,22 @@ def generate_marks(
     :param users: how many users sign up, from 1 to 1,000,000 (ids 1..users).
     :param days: over how many days up to ``now``, from 1 to 3660.
     :param seed: the random seed.
-    :param now: the end of the period; naive datetimes are UTC. Default: now.
-    :raises ValueError: for an out-of-range argument.
+    :param now: the end of the period, before 2100; naive datetimes are UTC.
+        Default: now.
+    :raises ValueError: for an out-of-range argument, or days that start
+        before 1970.
     """
     _check_range("users", users, MAX_SEED_USERS)
     _check_range("days", days, MAX_SEED_DAYS)
-    end = to_utc(now)
+    end = to_mark_time(now)
     first_day = (end - timedelta(days=days - 1)).replace(
         hour=0, minute=0, second=0, microsecond=0
     )
+    if first_day < FIRST_MARK_TIME:
+        raise ValueError(
+            f"days of {days} up to {end.date().isoformat()} start before "
+            f"{FIRST_MARK_TIME.date().isoformat()}, the first day a mark may have."
+        )
     chance = random.Random(seed)
     signup_days = _signup_days(chance, users, days, first_day)
     for user_id, signup_day in enumerate(signup_days, start=1):

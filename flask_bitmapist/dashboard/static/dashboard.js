@@ -1,4 +1,4 @@
-// flask-bitmapist dashboard: the overview filter and the cohort form.
+// flask-bitmapist dashboard: the overview filter, the cohort form and the funnel's steps.
 // Loaded from the blueprint's static folder; no inline script, no third party.
 "use strict";
 
@@ -36,6 +36,8 @@ function cohortBody(form) {
     num_cols: Number.parseInt(data.get("num_cols"), 10),
     as_percent: data.has("as_percent"),
     with_replacement: data.has("with_replacement"),
+    cohort: data.get("cohort") || "recurring",
+    retention: data.get("retention") || "on",
   };
 }
 
@@ -109,8 +111,35 @@ function setUpCohortForm(form) {
   });
 }
 
+// The funnel form is a plain GET form; the script only adds and removes
+// step inputs (at most data-max-steps of them).
+function setUpStepList(steps) {
+  const template = document.getElementById("step-template");
+  const add = document.getElementById("add-step");
+  const most = Number.parseInt(steps.dataset.maxSteps, 10);
+  const update = () => {
+    add.disabled = steps.children.length >= most;
+  };
+  add.addEventListener("click", () => {
+    const row = template.content.firstElementChild.cloneNode(true);
+    steps.appendChild(row);
+    row.querySelector("input").focus();
+    update();
+  });
+  steps.addEventListener("click", (event) => {
+    const button = event.target.closest("[data-remove-step]");
+    if (!button) return;
+    button.closest(".step").remove();
+    update();
+    add.focus();
+  });
+  update();
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   for (const input of document.querySelectorAll("[data-filter-table]")) setUpFilter(input);
   const form = document.getElementById("cohort-form");
   if (form) setUpCohortForm(form);
+  const steps = document.getElementById("funnel-steps");
+  if (steps) setUpStepList(steps);
 });
