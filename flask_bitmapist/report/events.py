@@ -619,8 +619,19 @@ def _describe(node: _Node) -> str:
 
 def period_of(time_group: str, when: datetime, offset: int = 0) -> Period:
     """The period of ``time_group`` (validated) ``offset`` periods from the one
-    that holds ``when``."""
-    return Period.of(unit_of_time_group(time_group), when).shift(offset)
+    that holds ``when``.
+
+    :raises FieldError: naming ``now`` when that period lies outside the
+        years a datetime holds (1 to 9999).
+    """
+    try:
+        return Period.of(unit_of_time_group(time_group), when).shift(offset)
+    except (OverflowError, ValueError):
+        raise FieldError(
+            "now",
+            f"is too close to the first or last day a date can hold for a "
+            f"period {offset} {time_group} from it, got {when.isoformat()}.",
+        ) from None
 
 
 def chained_set(

@@ -70,6 +70,9 @@ def existing_periods(
     """Those of ``periods`` in which ``event_name`` has a key in some shard:
     one round trip per node, an ``EXISTS`` per period and shard."""
     candidates = sorted(set(periods))
+    # A script of no keys has no node to go to on a cluster.
+    if not candidates:
+        return set()
     program = Program()
     program.existing([EventKey(event_name, period) for period in candidates])
     results = store.run([(program, shard) for shard in shards], current_temp_key_ttl())

@@ -565,10 +565,19 @@ def to_mark_time(now: datetime | None) -> datetime:
 
     :raises ValueError: for a time that is not a datetime or is outside them.
     """
-    when = to_utc(now)
+    try:
+        when = to_utc(now)
+    except OverflowError:
+        # An aware time whose UTC lies outside what a datetime holds.
+        assert now is not None
+        raise _mark_time_error(now) from None
     if not FIRST_MARK_TIME <= when < LAST_MARK_TIME:
-        raise ValueError(
-            f"A mark's time must be from {FIRST_MARK_TIME.date().isoformat()} "
-            f"to {LAST_MARK_TIME.year - 1}-12-31 (UTC), got {when.isoformat()}."
-        )
+        raise _mark_time_error(when)
     return when
+
+
+def _mark_time_error(when: datetime) -> ValueError:
+    return ValueError(
+        f"A mark's time must be from {FIRST_MARK_TIME.date().isoformat()} "
+        f"to {LAST_MARK_TIME.year - 1}-12-31 (UTC), got {when.isoformat()}."
+    )

@@ -37,7 +37,7 @@ from ..config import Settings
 from .backend import Client, Script, Store, as_store, is_cluster
 from .episodes import Episode, Line
 from .idmap import MAP_AND_SETBITS_SCRIPT, IdMap, IdMapFull
-from .layout import EVER, BitmapistLayout, Period
+from .layout import EVER, BitmapistLayout, Period, to_mark_time
 
 logger = logging.getLogger("flask_bitmapist")
 
@@ -211,6 +211,9 @@ def write_marks(
     script as the bits on one node in bitmapist's layout, else in one round
     trip (per node) before.
 
+    :raises ValueError: for a mark whose time is not from 1970 to 2099
+        (:func:`~flask_bitmapist.store.layout.to_mark_time`), before any bit
+        is written.
     :raises redis.ResponseError: when Redis rejects a write (a key holding
         another type, or a server that takes no write for now: see
         :func:`is_outage`); the bits before it in the batch are written.
@@ -267,6 +270,9 @@ def write_marks(
         )
         keys = keys_cache.get(period)
         if keys is None:
+            # Checked once per day and event of a batch: the reports read an
+            # event's history within the years a mark may have.
+            to_mark_time(when)
             keys = keys_cache[period] = [
                 layout.key(mark.event_name, stored, shard)
                 for stored in mark_periods(mark)
