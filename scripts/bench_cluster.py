@@ -64,6 +64,7 @@ from random import Random
 from typing import Any, TypeVar, cast
 
 import redis
+from benchkit import load_average
 from redis.cluster import ClusterNode, RedisCluster
 
 from flask_bitmapist.report.cohort import get_cohort
@@ -574,13 +575,6 @@ def main() -> None:
         run(args, Path(folder))
     print(f"\nload average at the end: {load_average()}; "
           f"{time.perf_counter() - started:.0f} s in all")  # fmt: skip
-
-
-def load_average() -> str:
-    try:
-        return ", ".join(f"{value:.2f}" for value in os.getloadavg())
-    except OSError:
-        return "unknown"
 
 
 if __name__ == "__main__":

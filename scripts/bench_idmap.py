@@ -42,25 +42,23 @@ module imports bitmapist.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import logging
 import math
 import os
 import statistics
 import sys
-import tempfile
 import time
 import timeit
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from random import Random
 from typing import Any, TypeVar, cast
 
 import redis
+from benchkit import bench_redis, load_average
 from flask import Flask, request
 
 from flask_bitmapist import FlaskBitmapist, flush, mark, mark_event
@@ -69,7 +67,6 @@ from flask_bitmapist.store.backend import Store
 from flask_bitmapist.store.idmap import SHARDED_BUCKETS, IdMap, canonical_id
 from flask_bitmapist.store.layout import BITMAPIST, KeyLayout, Period, ShardedLayout
 from flask_bitmapist.store.writer import MAX_BATCH, Mark, write_marks
-from flask_bitmapist.testing import RedisProcess
 from flask_bitmapist.track.ids import to_user_id
 
 NOW = datetime(2026, 3, 31, 12, tzinfo=timezone.utc)
@@ -603,31 +600,6 @@ def report_memory(redis_url: str, users: int) -> None:
 
 
 # -- main -------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def bench_redis(redis_url: str | None) -> Iterator[str]:
-    """Yield ``redis_url``, or a private redis-server's when it is None, with
-    the db emptied before and after."""
-    private = None
-    if redis_url is None:
-        private = RedisProcess(Path(tempfile.mkdtemp(prefix="bench_idmap_")))
-        private.start()
-        redis_url = f"{private.url}/1"
-    redis.Redis.from_url(redis_url).flushdb()
-    try:
-        yield redis_url
-    finally:
-        redis.Redis.from_url(redis_url).flushdb()
-        if private is not None:
-            private.stop()
-
-
-def load_average() -> str:
-    try:
-        return ", ".join(f"{value:.2f}" for value in os.getloadavg())
-    except OSError:
-        return "unknown"
 
 
 def main() -> None:

@@ -25,7 +25,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import io
 import json
 import os
@@ -35,9 +34,8 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -48,6 +46,7 @@ from flask import Flask
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
+from benchkit import bench_redis
 from reference import reference_cohort
 
 from flask_bitmapist import (
@@ -60,7 +59,6 @@ from flask_bitmapist import (
     get_cohort,
 )
 from flask_bitmapist.store.writer import Mark
-from flask_bitmapist.testing import RedisProcess
 from flask_bitmapist.track.importer import import_marks, read_marks
 
 NOW = datetime(2026, 3, 31, 12, tzinfo=timezone.utc)
@@ -308,24 +306,6 @@ def main() -> None:
     args = parser.parse_args()
     with bench_redis(args.redis_url) as redis_url:
         run(redis_url, args.quick)
-
-
-@contextlib.contextmanager
-def bench_redis(redis_url: str | None) -> Iterator[str]:
-    """Yield ``redis_url``, or a private redis-server's when it is None, with
-    the db emptied before and after."""
-    private = None
-    if redis_url is None:
-        private = RedisProcess(Path(tempfile.mkdtemp()))
-        private.start()
-        redis_url = f"{private.url}/15"
-    redis.Redis.from_url(redis_url).flushdb()
-    try:
-        yield redis_url
-    finally:
-        redis.Redis.from_url(redis_url).flushdb()
-        if private is not None:
-            private.stop()
 
 
 if __name__ == "__main__":

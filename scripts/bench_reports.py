@@ -62,16 +62,14 @@ exits with 1 if any differ.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib.metadata
 import itertools
 import os
 import statistics
 import sys
-import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -84,6 +82,7 @@ from bitmapist import BitOpAnd, BitOpOr, BitOpXor, DayEvents, MonthEvents, WeekE
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
+from benchkit import bench_redis, load_average
 from reference import reference_cohort
 
 from flask_bitmapist.report.cohort import get_cohort
@@ -92,7 +91,6 @@ from flask_bitmapist.report.lifecycle import get_lifecycle
 from flask_bitmapist.report.stickiness import get_stickiness
 from flask_bitmapist.store.backend import Store
 from flask_bitmapist.store.layout import BITMAPIST
-from flask_bitmapist.testing import RedisProcess
 
 NOW = datetime(2026, 3, 31, 12, tzinfo=timezone.utc)
 EVENT = "visit"
@@ -644,31 +642,6 @@ def run(redis_url: str, users_per_day: int, days: int, size: int, rounds: int) -
 
 
 # -- main ---------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def bench_redis(redis_url: str | None) -> Iterator[str]:
-    """Yield ``redis_url``, or a private redis-server's when it is None, with
-    the db emptied before and after."""
-    private = None
-    if redis_url is None:
-        private = RedisProcess(Path(tempfile.mkdtemp(prefix="bench_reports_")))
-        private.start()
-        redis_url = f"{private.url}/0"
-    redis.Redis.from_url(redis_url).flushdb()
-    try:
-        yield redis_url
-    finally:
-        redis.Redis.from_url(redis_url).flushdb()
-        if private is not None:
-            private.stop()
-
-
-def load_average() -> str:
-    try:
-        return ", ".join(f"{value:.2f}" for value in os.getloadavg())
-    except OSError:
-        return "unknown"
 
 
 def main() -> None:

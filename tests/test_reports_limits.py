@@ -14,7 +14,6 @@ shards only, and a cluster.
 from __future__ import annotations
 
 from collections import defaultdict
-from contextlib import suppress
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
@@ -28,7 +27,14 @@ from flask_bitmapist import (
     get_lifecycle,
     mark_event,
 )
-from flask_bitmapist.store.writer import Mark, write_marks
+from flask_bitmapist.report.events import FieldError
+from flask_bitmapist.store.writer import (
+    Mark,
+    MarkOutsideYears,
+    PartialWrite,
+    is_outage,
+    write_marks,
+)
 from flask_bitmapist.testing import ClusterProcess
 from flask_bitmapist.track.importer import MalformedLine, read_marks
 
@@ -194,28 +200,50 @@ def test_a_first_time_cohort_on_a_cluster_whose_scripts_start_before_1970(
 def test_write_marks_refuses_marks_outside_1970_to_2099(
     make_app: AppFactory, client: Any
 ) -> None:
-    """Before its fix (low): The commit makes a mark's time 1970-01-01..2099-12-31 (UTC)
-    a rule the reports rely on (report/history.py: "every mark's time is
-    from 1970 ... to the end of 2099 (others are refused)"), but only
-    mark_event, import's parser and seed check it. write_marks and the
-    writers' submit (public: docs/api.rst lists Mark and write_marks, the
-    first review's seed finding named write_marks as the alternative fix)
-    write a Mark of 1969 or 2100 as is: trackist_a_1969-12 is written, and a
-    user of 1969-12-31 and 1970-01-02 is "new" on 1970-01-02 by
-    get_lifecycle and a first-timer of 1970 in a first-time cohort.
-
-    Expected: write_marks (under every door) refuses such marks with a
-    ValueError, or drops them, writing no key outside those years."""
+    """Before its fix (low): write_marks, under every door, wrote a Mark of
+    1969 or 2100 as it was, so a user of 1969-12-31 and 1970-01-02 was "new"
+    on 1970-01-02. Now such marks are refused as a full id map's are (a
+    PartialWrite whose error is MarkOutsideYears, no outage), and the rest of
+    the batch is written."""
+    early = Mark("a", 1, datetime(1969, 12, 31, 12, tzinfo=UTC), False, False)
+    good = Mark("a", 2, datetime(2024, 5, 1, 12, tzinfo=UTC), False, False)
+    late = Mark("a", 3, datetime(2100, 1, 1, 12, tzinfo=UTC), False, False)
     app = make_app()
     with app.app_context():
         store = app.extensions["bitmapist"].state(app).store
-        for when in (
-            datetime(1969, 12, 31, 12, tzinfo=UTC),
-            datetime(2100, 1, 1, 12, tzinfo=UTC),
-        ):
-            with suppress(ValueError):
-                write_marks(store, [Mark("a", 1, when, False, False)])
-    assert sorted(client.keys("*1969*") + client.keys("*2100*")) == []
+        with pytest.raises(PartialWrite) as caught:
+            write_marks(store, [early, good, late])
+    assert isinstance(caught.value.error, MarkOutsideYears)
+    assert not is_outage(caught.value.error)
+    assert str(caught.value.error) == (
+        "2 marks have times outside 1970 to 2099 (UTC), the first "
+        "1969-12-31T12:00:00+00:00."
+    )
+    assert (caught.value.unwritten, caught.value.refused) == ([], [early, late])
+    assert sorted(client.keys("*")) == [
+        b"trackist_a_2024-5",
+        b"trackist_a_2024-5-1",
+        b"trackist_a_W2024-18",
+    ]
+    assert client.getbit("trackist_a_2024-5-1", 2) == 1
+
+
+def test_the_background_writer_drops_a_mark_outside_the_years_and_writes_the_rest(
+    make_app: AppFactory, client: Any
+) -> None:
+    """One mark of a wrong year, submitted to the writer directly, costs its
+    own mark, counted as dropped, not its batch."""
+    app = make_app(write_mode="background")
+    late = Mark("a", 3, datetime(2100, 1, 1, 12, tzinfo=UTC), False, False)
+    good = Mark("a", 2, datetime(2024, 5, 1, 12, tzinfo=UTC), False, False)
+    writer = app.extensions["bitmapist"].state(app).writer
+    writer.submit_many([late, good])
+    # flush tells that a mark was dropped since the last call.
+    assert writer.flush(timeout=10) is False
+    stats = writer.stats()
+    assert (stats.written, stats.dropped) == (1, 1)
+    assert client.getbit("trackist_a_2024-5-1", 2) == 1
+    assert client.keys("*2100*") == []
 
 
 def test_a_time_beyond_datetimes_range_in_utc_is_refused_as_a_value_error() -> None:
@@ -259,8 +287,7 @@ def test_reports_reaching_before_year_1_raise_a_value_error(
     get_lifecycle with years already raises ValueError ("year -1 is out of
     range").
 
-    Expected: a ValueError (best a FieldError naming now or the count), or
-    the counts of the periods that exist."""
+    Now: a FieldError naming ``now``."""
     app = make_app()
     first = datetime(1, 1, 1, tzinfo=UTC)
     with app.app_context():
@@ -277,5 +304,9 @@ def test_reports_reaching_before_year_1_raise_a_value_error(
                 "a", "days", 3, now=first, row=0, cohort="first_time"
             ),
         ):
-            with suppress(ValueError):
+            with pytest.raises(FieldError) as caught:
                 call()
+            assert caught.value.field == "now"
+            assert caught.value.reason.startswith(
+                "is too close to the first or last day a date can hold"
+            )

@@ -578,12 +578,7 @@ def _emit(program: Program, node: _Node) -> Ref:
     if isinstance(node, _KeyLeaf):
         return NamedKey(node.key)
     if isinstance(node, _PeriodLeaf):
-        return program.union(
-            [
-                EventKey(node.event_name, period)
-                for period in stored_periods(node.period)
-            ]
-        )
+        return emit_period(program, node.event_name, node.period)
     if isinstance(node, _PeriodsLeaf):
         return program.union_existing(
             [
@@ -598,6 +593,14 @@ def _emit(program: Program, node: _Node) -> Ref:
     if node.operation == "OR":
         return program.union(sources)
     return program.bitop(node.operation, sources)
+
+
+def emit_period(program: Program, event_name: str, period: Period) -> Ref:
+    """Write into ``program`` the users who did ``event_name`` in ``period``:
+    its key, or a year's OR of its twelve months."""
+    return program.union(
+        [EventKey(event_name, stored) for stored in stored_periods(period)]
+    )
 
 
 _Operation = Literal["AND", "OR", "XOR", "NOT", "DIFF"]
@@ -786,15 +789,13 @@ def count_events(
     names = list(event_names)
     when = to_utc(now)
     store = resolve_store(system)
-    periods = [stored_periods(period_of(group, when)) for group in TIME_GROUPS]
+    periods = [period_of(group, when) for group in TIME_GROUPS]
     programs = []
     for start in range(0, len(names), EVENTS_PER_PROGRAM):
         program = Program()
         for name in names[start : start + EVENTS_PER_PROGRAM]:
-            for group_periods in periods:
-                program.count(
-                    program.union([EventKey(name, period) for period in group_periods])
-                )
+            for period in periods:
+                program.count(emit_period(program, name, period))
         programs.append(program)
     totals = sum_shard_counts(store, programs)
     return {

@@ -33,12 +33,13 @@ from typing import Any
 from ..state import resolve_store
 from ..store.backend import Store
 from ..store.idmap import shown
-from ..store.layout import stored_periods, to_utc
-from ..store.program import EventKey, Program, Ref, Scratch
+from ..store.layout import to_utc
+from ..store.program import Program, Ref, Scratch
 from .cohort import MAX_PERIODS, int_field
 from .events import (
     MAX_ROWS_OR_COLS,
     FieldError,
+    emit_period,
     period_of,
     sum_shard_counts,
     validate_event_field,
@@ -252,9 +253,7 @@ class _FunnelProgram:
         ref = self._refs.get((event_name, offset))
         if ref is None:
             period = period_of(self._time_group, self._when, offset)
-            ref = self.program.union(
-                [EventKey(event_name, stored) for stored in stored_periods(period)]
-            )
+            ref = emit_period(self.program, event_name, period)
             self._refs[event_name, offset] = ref
         return ref
 

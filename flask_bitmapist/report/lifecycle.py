@@ -25,9 +25,10 @@ from typing import Any
 
 from ..state import resolve_store
 from ..store.backend import Store
-from ..store.layout import stored_periods, to_utc
-from ..store.program import EventKey, Program, Ref
+from ..store.layout import to_utc
+from ..store.program import Program
 from .events import (
+    emit_period,
     period_of,
     sum_shard_counts,
     validate_event_field,
@@ -125,16 +126,11 @@ def get_lifecycle(
         program = Program()
         history = program.union_existing(history_keys(event_name, first, existing))
         common = program.scratch()
-
-        def users_in(offset: int, program: Program = program) -> Ref:
-            period = period_of(group, when, offset)
-            return program.union(
-                [EventKey(event_name, stored) for stored in stored_periods(period)]
-            )
-
-        previous = users_in(chunk[0] - 1)
+        previous = emit_period(
+            program, event_name, period_of(group, when, chunk[0] - 1)
+        )
         for offset in chunk:
-            active = users_in(offset)
+            active = emit_period(program, event_name, period_of(group, when, offset))
             program.count(active)
             program.bitop_into("AND", common, [active, previous])
             program.count(common)

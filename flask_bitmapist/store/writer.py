@@ -161,7 +161,8 @@ return #KEYS
 class PartialWrite(Exception):
     """Some marks of a batch were written and others not: on a cluster, those
     of the nodes that failed; with the id map, on any store, those of new ids
-    the full map refused. Not a :exc:`redis.RedisError`, so that no caller
+    the full map refused; on any store, those of times outside 1970 to 2099.
+    Not a :exc:`redis.RedisError`, so that no caller
     takes it for a whole batch's failure.
 
     :ivar error: the first outage (see :func:`is_outage`) of the shards that
@@ -169,9 +170,10 @@ class PartialWrite(Exception):
     :ivar unwritten: the marks of the shards whose node had an outage: to
         send again.
     :ivar refused: the marks of the shards whose node refused them for good
-        (a key of another type), and those of new ids the id map had no
-        dense id left for (:exc:`~flask_bitmapist.store.idmap.IdMapFull`):
-        sending them again cannot help.
+        (a key of another type), those of new ids the id map had no dense id
+        left for (:exc:`~flask_bitmapist.store.idmap.IdMapFull`), and those
+        whose time is outside 1970 to 2099 (:exc:`MarkOutsideYears`): sending
+        them again cannot help.
     """
 
     def __init__(
@@ -211,15 +213,14 @@ def write_marks(
     script as the bits on one node in bitmapist's layout, else in one round
     trip (per node) before.
 
-    :raises ValueError: for a mark whose time is not from 1970 to 2099
-        (:func:`~flask_bitmapist.store.layout.to_mark_time`), before any bit
-        is written.
     :raises redis.ResponseError: when Redis rejects a write (a key holding
         another type, or a server that takes no write for now: see
         :func:`is_outage`); the bits before it in the batch are written.
     :raises redis.RedisError: when Redis cannot be reached.
     :raises PartialWrite: on a cluster, when only some nodes took their part;
-        with the id map, when it had no dense id left for some new ids.
+        with the id map, when it had no dense id left for some new ids; for
+        marks whose time is not from 1970 to 2099 (:exc:`MarkOutsideYears`),
+        which are left out, the others written.
     """
     store = as_store(store)
     layout = store.layout
@@ -233,6 +234,7 @@ def write_marks(
         marks = marks if isinstance(marks, Sequence) else list(marks)
         dense_of, new_ids = _dense_ids(id_map, store, marks, together=not cluster)
     refused: list[Mark] = []
+    out_of_years: list[Mark] = []
     bits_by_key: dict[str, dict[int, int]] = {}
     # Marks of one batch share a handful of (event, hour, shard) combinations,
     # so each one's key names are built once.
@@ -257,8 +259,6 @@ def write_marks(
             offset = user_id
         else:
             shard, offset = split(user_id)  # type: ignore[arg-type]
-        if cluster:
-            marks_by_shard.setdefault(shard, []).append(mark)
         period = (
             mark.event_name,
             when.year,
@@ -270,15 +270,25 @@ def write_marks(
         )
         keys = keys_cache.get(period)
         if keys is None:
-            # Checked once per day and event of a batch: the reports read an
-            # event's history within the years a mark may have.
-            to_mark_time(when)
-            keys = keys_cache[period] = [
-                layout.key(mark.event_name, stored, shard)
-                for stored in mark_periods(mark)
-            ]
+            # The time is checked once per day and event of a batch: the
+            # reports read an event's history within the years a mark may
+            # have. A mark outside them has no keys, and is refused.
+            try:
+                to_mark_time(when)
+            except ValueError:
+                keys = keys_cache[period] = []
+            else:
+                keys = keys_cache[period] = [
+                    layout.key(mark.event_name, stored, shard)
+                    for stored in mark_periods(mark)
+                ]
             for key in keys:
                 shard_of_key[key] = shard
+        if not keys:
+            out_of_years.append(mark)
+            continue
+        if cluster:
+            marks_by_shard.setdefault(shard, []).append(mark)
         for key in keys:
             bits = bits_by_key.get(key)
             if bits is None:
@@ -297,7 +307,7 @@ def write_marks(
         except PartialWrite as partial:
             # Some nodes failed: the marks the full map refused go with
             # those the nodes refused.
-            partial.refused += refused
+            partial.refused += refused + out_of_years
             raise
         if -1 in dense:
             full = {
@@ -316,8 +326,25 @@ def write_marks(
                 f"({id_map.limit})."
             ),
             [],
-            refused,
+            refused + out_of_years,
         )
+    if out_of_years:
+        raise PartialWrite(
+            MarkOutsideYears(
+                f"{len(out_of_years)} marks have times outside 1970 to 2099 "
+                f"(UTC), the first {out_of_years[0].when.isoformat()}."
+            ),
+            [],
+            out_of_years,
+        )
+
+
+class MarkOutsideYears(redis.ResponseError):
+    """A mark's time is not from 1970 to 2099
+    (:func:`~flask_bitmapist.store.layout.to_mark_time`), where the reports
+    read an event's history. A :exc:`redis.ResponseError` that is no outage,
+    so the writers count and log such marks as refused (dropped), write the
+    others of the batch, and do not retry them."""
 
 
 # In _dense_ids' answer: a new id the full map refused, and an id only
