@@ -15,6 +15,12 @@ machine, interleaved round by round, so the machine's noise hits both sides:
 
 (e) and (f), queries and import, come from ``scripts/bench_queries.py``.
 
+(h) where the time goes: the microseconds the extension adds to a request on
+    its own thread (each variant's fastest run of WSGI calls, minus bare
+    Flask's, with the writer kept from writing during the run), and the CPU
+    the writer thread spends per mark, which the request threads pay for
+    through the GIL.
+
 (a), (b) and (d) run through the Flask test client and through a real WSGI server
 (werkzeug, HTTP/1.1 keep-alive) in a subprocess on 127.0.0.1.
 
@@ -43,7 +49,9 @@ from pathlib import Path
 import bench_queries
 import bitmapist
 import redis
+from benchkit import load_average
 from flask import Flask, request
+from werkzeug.test import EnvironBuilder
 
 from flask_bitmapist import FlaskBitmapist, flush, mark
 from flask_bitmapist.store.writer import Mark, write_marks
@@ -70,9 +78,12 @@ def write_rules_files(folder: Path) -> None:
     (folder / "unmatched.yaml").write_text("\n".join(unmatched) + "\n")
 
 
-def create_app(variant: str, redis_url: str, rules_folder: Path) -> Flask:
+def create_app(
+    variant: str, redis_url: str, rules_folder: Path, *, idle_writer: bool = False
+) -> Flask:
     """The benchmarked app: one view, marked by ``@mark`` (``background`` and
-    ``sync``), by a YAML rule (``rule``), or not at all."""
+    ``sync``), by a YAML rule (``rule``), or not at all. With ``idle_writer``
+    the background writer writes only when flushed."""
     app = Flask(f"bench_{variant.replace(' ', '_')}")
     marked = variant in ("background", "sync")
 
@@ -87,6 +98,12 @@ def create_app(variant: str, redis_url: str, rules_folder: Path) -> Flask:
         BITMAPIST_REDIS_URL=redis_url,
         BITMAPIST_WRITE_MODE="sync" if variant == "sync" else "background",
     )
+    if idle_writer:
+        app.config.update(
+            BITMAPIST_FLUSH_AT=100_000,
+            BITMAPIST_QUEUE_SIZE=100_000,
+            BITMAPIST_FLUSH_INTERVAL=3600,
+        )
     if variant == "rule":
         app.config["BITMAPIST_RULES"] = str(rules_folder / "rule.yaml")
     elif variant == "50 unmatched rules":
@@ -230,11 +247,86 @@ def three_marks_rates(
     return rates
 
 
+PART_VARIANTS = ("bare", "background", "rule", "50 unmatched rules")
+
+
+def request_thread_costs(
+    redis_url: str, rules_folder: Path, requests: int, repeats: int
+) -> dict[str, float]:
+    """Microseconds per request of each variant on the request thread alone:
+    the fastest of ``repeats`` runs of ``requests`` calls of the WSGI app (no
+    test client, no server), the writer flushed between runs only."""
+    apps = {
+        variant: create_app(variant, redis_url, rules_folder, idle_writer=True)
+        for variant in PART_VARIANTS
+    }
+    environs = [
+        EnvironBuilder(path=f"/play/{user_id}").get_environ() for user_id in range(100)
+    ]
+
+    def start_response(*args: object) -> None:
+        pass
+
+    fastest = dict.fromkeys(PART_VARIANTS, float("inf"))
+    for round_number in range(repeats):
+        for variant in rotated(PART_VARIANTS, round_number):
+            app = apps[variant]
+            started = time.perf_counter()
+            for number in range(requests):
+                for _ in app(dict(environs[number % 100]), start_response):
+                    pass
+            seconds = (time.perf_counter() - started) / requests
+            fastest[variant] = min(fastest[variant], seconds * 1e6)
+            with app.app_context():
+                flush(timeout=30)
+    return fastest
+
+
+def writer_cpu_per_mark(redis_url: str, batches: int) -> float:
+    """The writer thread's CPU per mark (microseconds) writing batches of
+    500 marks (``BITMAPIST_FLUSH_AT``'s default) of one event and day."""
+    client = redis.Redis.from_url(redis_url)
+    now = datetime.now(timezone.utc)
+    batch = [Mark("song:played", user_id, now, False, False) for user_id in range(500)]
+    write_marks(client, batch)
+    started = time.thread_time()
+    for _ in range(batches):
+        write_marks(client, batch)
+    return (time.thread_time() - started) / (batches * len(batch)) * 1e6
+
+
+def report_parts(
+    costs: dict[str, float], writer_cpu: float, requests: int, repeats: int
+) -> None:
+    bare = costs["bare"]
+    print(f"\n(h) where the time goes (fastest of {repeats} x {requests} WSGI calls)")
+    print(f"  {'bare Flask':<34} {bare:7.2f} us a request")
+    for variant in PART_VARIANTS[1:]:
+        print(f"  {variant + ', request thread':<34} {costs[variant] - bare:+7.2f} us")
+    print(f"  {'writer thread CPU per mark':<34} {writer_cpu:7.2f} us")
+
+
+def parts(
+    redis_url: str, rules_folder: Path, requests: int, rounds: int, quick: bool
+) -> None:
+    report_parts(
+        request_thread_costs(redis_url, rules_folder, requests * 2, rounds),
+        writer_cpu_per_mark(redis_url, 2 if quick else 200),
+        requests * 2,
+        rounds,
+    )
+
+
 def report(title: str, rates: dict[str, list[float]], baseline: str, unit: str) -> None:
-    medians = {name: statistics.median(values) for name, values in rates.items()}
+    """Each side's median, and the median of the ratios of each round: the
+    two sides of a round ran back to back, so the machine's drift from one
+    round to the next cancels out of its ratio."""
     print(f"\n{title}")
-    for name, median in medians.items():
-        ratio = median / medians[baseline]
+    for name, values in rates.items():
+        ratio = statistics.median(
+            value / base for value, base in zip(values, rates[baseline], strict=True)
+        )
+        median = statistics.median(values)
         print(f"  {name:<26} {median:>10.0f} {unit}  ratio {ratio:.3f} vs {baseline}")
 
 
@@ -247,6 +339,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=21)
     parser.add_argument(
         "--quick", action="store_true", help="tiny sizes: proves it runs"
+    )
+    parser.add_argument(
+        "--parts", action="store_true", help="only (h): where the time goes"
+    )
+    parser.add_argument(
+        "--no-queries", action="store_true", help="leave out (e), (f) and (g)"
     )
     parser.add_argument("--serve", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -264,7 +362,11 @@ def main() -> None:
     write_rules_files(rules_folder)
     with bench_queries.bench_redis(args.redis_url) as redis_url:
         print(f"Python {sys.version.split()[0]}, {os.cpu_count()} cores, "
-              f"{args.rounds} rounds x {args.requests} requests, medians")  # fmt: skip
+              f"{args.rounds} rounds x {args.requests} requests, medians, "
+              f"load average {load_average()}")  # fmt: skip
+        if args.parts:
+            parts(redis_url, rules_folder, args.requests, args.rounds, args.quick)
+            return
         report(
             "(a, b, d) Flask test client",
             test_client_rates(redis_url, rules_folder, args.requests, args.rounds),
@@ -283,7 +385,9 @@ def main() -> None:
             "3 x bitmapist.mark_event",
             "requests/s",
         )
-        bench_queries.run(redis_url, args.quick)
+        parts(redis_url, rules_folder, args.requests, args.rounds, args.quick)
+        if not args.no_queries:
+            bench_queries.run(redis_url, args.quick)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,20 @@ def test_write_benchmark_prints_every_ratio(redis_url: str) -> None:
     assert "(f) importing 2,000 events" in result.stdout
     assert "share of get_cohort's wall time inside Redis" in result.stdout
     assert "(g) dashboard overview counts of 5 events" in result.stdout
+    parts = re.findall(
+        r"^  (.+?)\s+([-+ ]\d+\.\d\d) us",
+        result.stdout.split("(h)")[1].split("\n\n")[0],
+        re.MULTILINE,
+    )
+    assert [name for name, _ in parts] == [
+        "bare Flask",
+        "background, request thread",
+        "rule, request thread",
+        "50 unmatched rules, request thread",
+        "writer thread CPU per mark",
+    ]
+    assert float(parts[0][1]) > 0
+    assert float(parts[-1][1]) > 0
 
 
 # scripts/bench_idmap.py at tiny sizes: requests of 10 users, the writer in

@@ -37,7 +37,7 @@ from ..config import Settings
 from .backend import Client, Script, Store, as_store, is_cluster
 from .episodes import Episode, Line
 from .idmap import MAP_AND_SETBITS_SCRIPT, IdMap, IdMapFull
-from .layout import EVER, BitmapistLayout, Period, to_mark_time
+from .layout import EVER, BitmapistLayout, KeyLayout, Period, to_mark_time
 
 logger = logging.getLogger("flask_bitmapist")
 
@@ -230,22 +230,25 @@ def write_marks(
     dense_of: dict[str, int | str] | None = None
     new_ids: list[str] = []
     id_map = store.id_map
+    marks = marks if isinstance(marks, Sequence) else list(marks)
     if id_map is not None:
-        marks = marks if isinstance(marks, Sequence) else list(marks)
         dense_of, new_ids = _dense_ids(id_map, store, marks, together=not cluster)
     refused: list[Mark] = []
     out_of_years: list[Mark] = []
     bits_by_key: dict[str, dict[int, int]] = {}
-    # Marks of one batch share a handful of (event, hour, shard) combinations,
-    # so each one's key names are built once.
-    keys_cache: dict[tuple[str, int, int, int, bool, bool, int], list[str]] = {}
+    # Marks of one batch share a handful of groups (event, day, hour, flags,
+    # shard): per mark the loop builds a tuple, finds its group and keeps the
+    # offset; each group's keys are named once, and its offsets reach them
+    # all at once. A batch that clears bits is written mark by mark into its
+    # keys, so that the last mark of a (key, user) pair wins.
+    groups: dict[tuple[str, int, int, int, bool, bool, int], _Group] = {}
+    clearing = any(not mark.value for mark in marks)
     # bitmapist's layout has one shard and the id as the offset: no call per
     # mark for it (5% of the writer's instructions per mark, callgrind).
     split = None if isinstance(layout, BitmapistLayout) else layout.split
     marks_by_shard: dict[int, list[Mark]] = {}
     shard_of_key: dict[str, int] = {}
     for mark in marks:
-        when = mark.when
         user_id = mark.user_id
         if dense_of is not None and user_id.__class__ is str:
             user_id = dense_of[user_id]
@@ -259,41 +262,39 @@ def write_marks(
             offset = user_id
         else:
             shard, offset = split(user_id)  # type: ignore[arg-type]
-        period = (
+        when = mark.when
+        hourly = mark.track_hourly
+        key = (
             mark.event_name,
             when.year,
             when.month * 100 + when.day,
-            when.hour if mark.track_hourly else -1,
-            mark.track_hourly,
+            when.hour if hourly else -1,
+            hourly,
             mark.track_unique,
             shard,
         )
-        keys = keys_cache.get(period)
-        if keys is None:
-            # The time is checked once per day and event of a batch: the
-            # reports read an event's history within the years a mark may
-            # have. A mark outside them has no keys, and is refused.
-            try:
-                to_mark_time(when)
-            except ValueError:
-                keys = keys_cache[period] = []
-            else:
-                keys = keys_cache[period] = [
-                    layout.key(mark.event_name, stored, shard)
-                    for stored in mark_periods(mark)
-                ]
-            for key in keys:
-                shard_of_key[key] = shard
-        if not keys:
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = _group(layout, mark, shard)
+            for name in group.keys:
+                shard_of_key[name] = shard
+                bits_by_key.setdefault(name, {})
+        if not group.keys:
             out_of_years.append(mark)
             continue
         if cluster:
             marks_by_shard.setdefault(shard, []).append(mark)
-        for key in keys:
-            bits = bits_by_key.get(key)
-            if bits is None:
-                bits = bits_by_key[key] = {}
-            bits[offset] = mark.value  # type: ignore[index]
+        if clearing:
+            for name in group.keys:
+                bits_by_key[name][offset] = mark.value  # type: ignore[index]
+        else:
+            group.offsets.append(offset)  # type: ignore[arg-type]
+    if not clearing:
+        for group in groups.values():
+            if group.offsets:
+                ones = dict.fromkeys(group.offsets, 1)
+                for name in group.keys:
+                    bits_by_key[name].update(ones)
     if bits_by_key:
         try:
             dense = _write_bits(
@@ -337,6 +338,29 @@ def write_marks(
             [],
             out_of_years,
         )
+
+
+class _Group(NamedTuple):
+    """The keys of one group of a batch's marks (none for a time outside
+    1970 to 2099), and the offsets of its marks."""
+
+    keys: list[str]
+    offsets: list[int]
+
+
+def _group(layout: KeyLayout, mark: Mark, shard: int) -> _Group:
+    """The group of ``mark``'s event, day, hour, flags and shard. The time is
+    checked once per group: the reports read an event's history within the
+    years a mark may have, so a mark outside them has no keys, and is
+    refused."""
+    try:
+        to_mark_time(mark.when)
+    except ValueError:
+        return _Group([], [])
+    return _Group(
+        [layout.key(mark.event_name, period, shard) for period in mark_periods(mark)],
+        [],
+    )
 
 
 class MarkOutsideYears(redis.ResponseError):
@@ -455,11 +479,22 @@ def registry_script(registry: str, shards: Iterable[int]) -> Script:
 def _offsets(bits_by_key: dict[str, dict[int, int]]) -> list[str]:
     """The script's ARGV: for each key, its offsets to set, then to clear."""
     offsets: list[str] = []
+    previous: dict[int, int] | None = None
     for bits in bits_by_key.values():
-        offsets.append(" ".join([str(user) for user, value in bits.items() if value]))
-        offsets.append(
-            " ".join([str(user) for user, value in bits.items() if not value])
-        )
+        # The month, week and day keys of a batch's marks usually take the
+        # same bits: their offsets are written out once.
+        if bits == previous:
+            offsets += offsets[-2:]
+        elif 0 in bits.values():
+            offsets.append(
+                " ".join([str(user) for user, value in bits.items() if value])
+            )
+            offsets.append(
+                " ".join([str(user) for user, value in bits.items() if not value])
+            )
+        else:
+            offsets += (" ".join(map(str, bits)), "")
+        previous = bits
     return offsets
 
 
@@ -750,11 +785,17 @@ class SyncWriter:
 class BackgroundWriter:
     """Queues marks and writes them from a daemon thread in batches.
 
-    The request thread only appends to a bounded deque. The thread writes a
-    batch every ``flush_interval`` seconds, or as soon as ``flush_at`` marks are
-    waiting. When the queue is full, new marks are dropped and counted; the
-    caller never blocks. The thread starts on the first mark, so a process
-    forked after ``init_app`` (a gunicorn worker) starts its own.
+    The request thread only appends to a bounded deque, without a lock
+    (``deque.extend`` is atomic): about 0.3 us, against 1.9 us when every
+    mark took the writer's lock. The thread
+    writes a batch every ``flush_interval`` seconds, or as soon as
+    ``flush_at`` marks are waiting: the request that fills the queue to
+    ``flush_at`` wakes it, once per batch. When the queue is full, new marks
+    are dropped and counted; the caller never blocks. The bound is checked
+    before appending, so requests of several threads appending at the same
+    instant may pass it by the marks they carry. The thread starts on the
+    first mark, so a process forked after ``init_app`` (a gunicorn worker)
+    starts its own.
 
     A batch that fails with an outage (see :func:`is_outage`) is retried
     until it is written; one that Redis refused for good (a key of another
@@ -796,9 +837,14 @@ class BackgroundWriter:
         # Runs at construction and in a forked child: the parent's thread did
         # not survive the fork, and the parent writes the marks it had queued.
         self._cond = threading.Condition(threading.Lock())
+        # Request threads append without the lock; only the writer thread
+        # takes marks out, under the lock, counting them in _taken. So
+        # _taken + len(_queue), read under the lock, is every mark queued so
+        # far.
         self._queue: deque[Mark] = deque()
         self._thread: threading.Thread | None = None
-        self._accepted = 0
+        self._taken = 0
+        self._wake_requested = False
         self._done = 0
         self._written = 0
         self._flush_requested = False
@@ -825,20 +871,36 @@ class BackgroundWriter:
 
         :returns: the marks queued: the first ones, up to the room left.
         """
+        queue = self._queue
+        if self._thread is None or len(queue) + len(marks) > self._queue_size:
+            return self._submit_locked(marks)
+        queue.extend(marks)
+        if len(queue) >= self._flush_at and not self._wake_requested:
+            self._wake()
+        return marks
+
+    def _wake(self) -> None:
         with self._cond:
-            accepted = min(self._queue_size - len(self._queue), len(marks))
+            self._wake_requested = True
+            self._cond.notify_all()
+
+    def _submit_locked(self, marks: Sequence[Mark]) -> Sequence[Mark]:
+        """:meth:`submit_many` when the thread is to start or the queue may be
+        full: under the lock, which the drops' episode needs."""
+        with self._cond:
+            queue = self._queue
+            accepted = max(0, min(self._queue_size - len(queue), len(marks)))
             dropped = len(marks) - accepted
             starts_dropping = False
             if dropped:
                 self._dropped += dropped
                 starts_dropping = self._queue_full.add(dropped)
             if accepted:
-                was_below = len(self._queue) < self._flush_at
-                self._queue.extend(marks[:accepted])
-                self._accepted += accepted
+                queue.extend(marks[:accepted])
                 if self._thread is None:
                     self._start_thread()
-                elif was_below and len(self._queue) >= self._flush_at:
+                elif len(queue) >= self._flush_at:
+                    self._wake_requested = True
                     self._cond.notify_all()
         if starts_dropping:
             # The one line the request path logs; the writer thread logs the
@@ -851,6 +913,10 @@ class BackgroundWriter:
                 self._queue_size,
             )
         return marks[:accepted]
+
+    def _queued(self) -> int:
+        # Under the lock: every mark queued so far.
+        return self._taken + len(self._queue)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Block until every mark queued so far is written or dropped.
@@ -865,7 +931,7 @@ class BackgroundWriter:
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
-            target = self._accepted
+            target = self._queued()
             if self._done < target:
                 self._flush_requested = True
                 self._cond.notify_all()
@@ -881,13 +947,14 @@ class BackgroundWriter:
 
     def stats(self) -> WriterStats:
         with self._cond:
+            queued = self._queued()
             return WriterStats(
                 mode="background",
-                queued=self._accepted,
+                queued=queued,
                 written=self._written,
                 retried=self._retried,
                 dropped=self._dropped,
-                pending=self._accepted - self._done,
+                pending=queued - self._done,
                 last_error=self._last_error,
                 last_error_at=self._last_error_at,
             )
@@ -922,6 +989,8 @@ class BackgroundWriter:
             line = self._queue_full_line(taking_batch=True)
             size = min(len(self._queue), MAX_BATCH)
             batch = [self._queue.popleft() for _ in range(size)]
+            self._taken += size
+            self._wake_requested = False
             if not self._queue:
                 self._flush_requested = False
         if line is not None:
@@ -1031,7 +1100,7 @@ class BackgroundWriter:
             logging.WARNING,
             "Redis still failing after %.1f s: %d attempts since the last line, "
             "%d marks waiting: %s",
-            (tally.seconds, tally.recent, self._accepted - self._done, error),
+            (tally.seconds, tally.recent, self._queued() - self._done, error),
         )
 
     def _recovered_line(self) -> Line | None:
@@ -1085,7 +1154,7 @@ class BackgroundWriter:
     def _flush_at_exit(self) -> None:
         self.flush(self._exit_timeout)
         with self._cond:
-            pending = self._accepted - self._done
+            pending = self._queued() - self._done
             self._closing = True
             self._cond.notify_all()
         if pending:

@@ -6,7 +6,7 @@ import functools
 import inspect
 import logging
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, TypeVar, cast
 
 from flask import Flask
@@ -73,6 +73,7 @@ def mark_event(
     :raises ValueError: for an invalid event name, user id or time; nothing is
         marked.
     """
+    validate_event_name(event_name)
     _submit(event_name, uuid, now, track_hourly, track_unique, system, value=1)
 
 
@@ -89,6 +90,7 @@ def unmark_event(
 
     Takes the same arguments and raises the same errors as :func:`mark_event`.
     """
+    validate_event_name(event_name)
     _submit(event_name, uuid, now, track_hourly, track_unique, system, value=0)
 
 
@@ -101,7 +103,7 @@ def _submit(
     system: str | None,
     value: int,
 ) -> None:
-    validate_event_name(event_name)
+    # The callers check the event name: mark_event per call, @mark once.
     found = current_app_and_state()
     if found is not None and system not in (None, found[1].settings.redis_system):
         found = None
@@ -114,7 +116,8 @@ def _submit(
         max_user_id=max_user_id,
         id_map=found is not None and found[1].settings.id_map,
     )
-    when = to_mark_time(now)
+    # The clock's own time needs no check against the years marks may have.
+    when = datetime.now(timezone.utc) if now is None else to_mark_time(now)
     if user_id is None:
         return
     if found is None:
@@ -169,13 +172,8 @@ def mark(
     def mark_after_call() -> None:
         try:
             user_id = uuid() if callable(uuid) else uuid
-            mark_event(
-                event_name,
-                user_id,
-                track_hourly=track_hourly,
-                track_unique=track_unique,
-                system=system,
-            )
+            # mark_event without checking the name again.
+            _submit(event_name, user_id, None, track_hourly, track_unique, system, 1)
         except Exception:
             state = current_state()
             if state is None or state.settings.raise_errors:

@@ -1,0 +1,264 @@
+"""Where the rules hook into a request, and that after rules see the status
+that is sent however the app's hooks change it: with only after rules (one
+``after_request`` function, and a receiver for exceptions that propagate),
+and with a before rule too (a ``before_request`` hook keeps what the after
+rules need)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from flask import Blueprint, Flask, abort, after_this_request, request
+from keys import day_key
+from keys import users as key_users
+
+from flask_bitmapist import FlaskBitmapist
+
+AFTER_RULES = """
+rules:
+  - event: "page:ok"
+    endpoint: "*page"
+    user: query:uid
+    status: [200]
+  - event: "page:failed"
+    endpoint: "*page"
+    user: query:uid
+    status: [500]
+  - event: "page:unavailable"
+    endpoint: "*page"
+    user: query:uid
+    status: [503]
+  - event: "page:gone"
+    endpoint: "*page"
+    user: query:uid
+    status: [410]
+  - event: "page:missing"
+    path: "/nowhere"
+    user: query:uid
+    status: [404]
+"""
+# One before rule, on another endpoint, is what makes the extension install
+# its before hook.
+BEFORE_RULE = """
+  - event: "other:seen"
+    endpoint: other
+    user: query:uid
+    when: before
+"""
+EVENTS = ("page:ok", "page:failed", "page:unavailable", "page:gone", "page:missing")
+
+
+@pytest.fixture(params=["after rules only", "with a before rule"])
+def mode(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def make_rules_app(mode: str, redis_url: str, tmp_path: Path) -> Callable[..., Flask]:
+    rules = AFTER_RULES + (BEFORE_RULE if mode == "with a before rule" else "")
+    path = tmp_path / "rules.yaml"
+    path.write_text(rules)
+
+    def factory(**config: Any) -> Flask:
+        app = Flask("hooks", instance_path=str(tmp_path / "instance"))
+        app.config.update(
+            TESTING=True,
+            BITMAPIST_REDIS_URL=redis_url,
+            BITMAPIST_RULES=str(path),
+            BITMAPIST_WRITE_MODE="sync",
+            **config,
+        )
+
+        @app.get("/page")
+        def page() -> Any:
+            if request.args.get("explode"):
+                raise RuntimeError("the view failed")
+            if request.args.get("gone"):
+                abort(410)
+            return "page"
+
+        @app.get("/other")
+        def other() -> str:
+            return "other"
+
+        return app
+
+    return factory
+
+
+@pytest.fixture
+def marked(client: redis.Redis) -> Callable[[], dict[str, set[int]]]:
+    """The users marked today, by event."""
+
+    def found() -> dict[str, set[int]]:
+        return {
+            event: users
+            for event in EVENTS
+            if (users := set(key_users(client, day_key(event))))
+        }
+
+    return found
+
+
+def queued(app: Flask) -> int:
+    return int(app.extensions["bitmapist"].state(app).writer.stats().queued)
+
+
+def test_after_rules_see_the_status_set_by_hooks_registered_after_the_extension(
+    make_rules_app: Callable[..., Flask], marked: Any
+) -> None:
+    app = make_rules_app()
+    FlaskBitmapist(app)
+
+    @app.after_request
+    def unavailable(response: Any) -> Any:
+        if request.args.get("down"):
+            response.status_code = 503
+        return response
+
+    web = app.test_client()
+    assert web.get("/page?uid=1&down=1").status_code == 503
+    assert web.get("/page?uid=2").status_code == 200
+    assert marked() == {"page:unavailable": {1}, "page:ok": {2}}
+
+
+def test_after_rules_see_the_status_of_every_kind_of_hook(
+    make_rules_app: Callable[..., Flask], marked: Any
+) -> None:
+    app = make_rules_app()
+
+    @app.after_request
+    def registered_before(response: Any) -> Any:
+        if request.args.get("before"):
+            response.status_code = 503
+        return response
+
+    shop = Blueprint("shop", __name__)
+
+    @shop.get("/shop/page")
+    def page() -> str:
+        if request.args.get("this_request"):
+
+            @after_this_request
+            def gone(response: Any) -> Any:
+                response.status_code = 410
+                return response
+
+        return "shop"
+
+    @shop.after_request
+    def blueprint_hook(response: Any) -> Any:
+        if request.args.get("blueprint"):
+            response.status_code = 503
+        return response
+
+    app.register_blueprint(shop)
+    FlaskBitmapist(app)
+    web = app.test_client()
+    assert web.get("/page?uid=1&before=1").status_code == 503
+    assert web.get("/shop/page?uid=2&blueprint=1").status_code == 503
+    assert web.get("/shop/page?uid=3&this_request=1").status_code == 410
+    assert web.get("/shop/page?uid=4").status_code == 200
+    assert marked() == {"page:unavailable": {1, 2}, "page:gone": {3}, "page:ok": {4}}
+
+
+def test_an_exception_answered_500_counts_with_the_status_the_hooks_send(
+    make_rules_app: Callable[..., Flask], marked: Any
+) -> None:
+    app = make_rules_app(PROPAGATE_EXCEPTIONS=False)
+    FlaskBitmapist(app)
+
+    @app.after_request
+    def maintenance(response: Any) -> Any:
+        if request.args.get("maintenance"):
+            response.status_code = 503
+        return response
+
+    web = app.test_client()
+    assert web.get("/page?uid=1&explode=1").status_code == 500
+    assert web.get("/page?uid=2&explode=1&maintenance=1").status_code == 503
+    assert marked() == {"page:failed": {1}, "page:unavailable": {2}}
+    # One mark per request: the exception's receiver leaves them to the hook.
+    assert queued(app) == 2
+
+
+def test_an_error_handler_sets_the_status_after_rules_see(
+    make_rules_app: Callable[..., Flask], marked: Any
+) -> None:
+    app = make_rules_app(PROPAGATE_EXCEPTIONS=False)
+    FlaskBitmapist(app)
+    app.register_error_handler(500, lambda error: ("sorry", 503))
+    assert app.test_client().get("/page?uid=1&explode=1").status_code == 503
+    assert marked() == {"page:unavailable": {1}}
+
+
+def test_a_propagated_exception_counts_as_500_once(
+    make_rules_app: Callable[..., Flask], marked: Any
+) -> None:
+    app = make_rules_app()
+    FlaskBitmapist(app)
+    web = app.test_client()
+    with pytest.raises(RuntimeError, match="the view failed"):
+        web.get("/page?uid=1&explode=1")
+    assert marked() == {"page:failed": {1}}
+    assert queued(app) == 1
+
+
+def test_a_session_that_fails_to_save_marks_its_request_once(
+    make_rules_app: Callable[..., Flask],
+) -> None:
+    # The session is saved after every after_request function: its exception
+    # reaches got_request_exception after the after rules ran.
+    app = make_rules_app(SECRET_KEY="s")
+    FlaskBitmapist(app)
+
+    class FailingSessions(type(app.session_interface)):  # type: ignore[misc]
+        def save_session(self, *args: Any) -> None:
+            raise OSError("the session store is down")
+
+    app.session_interface = FailingSessions()
+    with pytest.raises(OSError, match="the session store is down"):
+        app.test_client().get("/page?uid=1")
+    assert queued(app) == 1
+
+
+def test_abort_and_unknown_urls_count_with_their_status(
+    make_rules_app: Callable[..., Flask], marked: Any
+) -> None:
+    app = make_rules_app()
+    FlaskBitmapist(app)
+    web = app.test_client()
+    assert web.get("/page?uid=1&gone=1").status_code == 410
+    assert web.get("/nowhere?uid=2").status_code == 404
+    assert marked() == {"page:gone": {1}, "page:missing": {2}}
+
+
+def test_the_before_hook_is_installed_only_when_a_rule_needs_it(
+    make_rules_app: Callable[..., Flask], mode: str
+) -> None:
+    app = make_rules_app()
+    FlaskBitmapist(app)
+    with_before = mode == "with a before rule"
+    assert len(app.before_request_funcs.get(None, [])) == int(with_before)
+    # No teardown hook: an exception that propagates is its receiver's.
+    assert not app.teardown_request_funcs.get(None)
+    assert len(app.after_request_funcs[None]) == 1
+
+
+def test_rules_that_match_no_route_are_logged_at_the_first_request(
+    make_rules_app: Callable[..., Flask], caplog: pytest.LogCaptureFixture
+) -> None:
+    app = make_rules_app()
+    FlaskBitmapist(app)
+    web = app.test_client()
+    with caplog.at_level(logging.WARNING, logger="flask_bitmapist"):
+        web.get("/other")
+        web.get("/other")
+    lines = [record.getMessage() for record in caplog.records]
+    assert len(lines) == 1
+    assert "/nowhere" in lines[0]
