@@ -12,6 +12,7 @@ extra): without it they are skipped, or fail when
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -302,3 +303,15 @@ def start_sentinel(tmp_path: Path) -> Iterator[StartSentinel]:
         # The sentinels first, so that none sees its master go and acts on it.
         for process in reversed(started):
             process.stop()
+
+
+@pytest.fixture
+def fast_switching() -> Iterator[None]:
+    """Threads switch every microsecond, so that a race between them has
+    every chance to happen."""
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(interval)

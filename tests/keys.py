@@ -31,6 +31,7 @@ __all__ = [
     "period_keys",
     "unique_key",
     "users",
+    "users_by_event",
     "week_key",
 ]
 
@@ -112,3 +113,15 @@ def users(client: redis.Redis, key: str) -> list[int]:
     value = client.get(key)
     assert value is None or isinstance(value, bytes), value
     return ids_of(value)
+
+
+def users_by_event(
+    client: redis.Redis, events: Iterable[str], when: date | datetime | None = None
+) -> dict[str, set[int]]:
+    """The users marked on the day of ``when`` for each of ``events`` that
+    has any."""
+    return {
+        event: found
+        for event in events
+        if (found := set(users(client, day_key(event, when))))
+    }

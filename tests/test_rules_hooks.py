@@ -1,6 +1,6 @@
 """Where the rules hook into a request, and that after rules see the status
-that is sent however the app's hooks change it: with only after rules (one
-``after_request`` function, and a receiver for exceptions that propagate),
+that is sent however the app's hooks change it: with only after rules (an
+``after_request`` function, and a teardown hook for requests it never saw),
 and with a before rule too (a ``before_request`` hook keeps what the after
 rules need)."""
 
@@ -14,8 +14,7 @@ from typing import Any
 import pytest
 import redis
 from flask import Blueprint, Flask, abort, after_this_request, request
-from keys import day_key
-from keys import users as key_users
+from keys import users_by_event
 
 from flask_bitmapist import FlaskBitmapist
 
@@ -94,15 +93,7 @@ def make_rules_app(mode: str, redis_url: str, tmp_path: Path) -> Callable[..., F
 @pytest.fixture
 def marked(client: redis.Redis) -> Callable[[], dict[str, set[int]]]:
     """The users marked today, by event."""
-
-    def found() -> dict[str, set[int]]:
-        return {
-            event: users
-            for event in EVENTS
-            if (users := set(key_users(client, day_key(event))))
-        }
-
-    return found
+    return lambda: users_by_event(client, EVENTS)
 
 
 def queued(app: Flask) -> int:
@@ -183,7 +174,7 @@ def test_an_exception_answered_500_counts_with_the_status_the_hooks_send(
     assert web.get("/page?uid=1&explode=1").status_code == 500
     assert web.get("/page?uid=2&explode=1&maintenance=1").status_code == 503
     assert marked() == {"page:failed": {1}, "page:unavailable": {2}}
-    # One mark per request: the exception's receiver leaves them to the hook.
+    # One mark per request: the teardown hook leaves them to the after hook.
     assert queued(app) == 2
 
 
@@ -209,11 +200,11 @@ def test_a_propagated_exception_counts_as_500_once(
     assert queued(app) == 1
 
 
-def test_a_session_that_fails_to_save_marks_its_request_once(
+def test_a_session_that_fails_to_save_marks_its_request_once_as_it_was(
     make_rules_app: Callable[..., Flask],
 ) -> None:
     # The session is saved after every after_request function: its exception
-    # reaches got_request_exception after the after rules ran.
+    # reaches the teardown hook after the after rules ran.
     app = make_rules_app(SECRET_KEY="s")
     FlaskBitmapist(app)
 
@@ -245,8 +236,7 @@ def test_the_before_hook_is_installed_only_when_a_rule_needs_it(
     FlaskBitmapist(app)
     with_before = mode == "with a before rule"
     assert len(app.before_request_funcs.get(None, [])) == int(with_before)
-    # No teardown hook: an exception that propagates is its receiver's.
-    assert not app.teardown_request_funcs.get(None)
+    assert len(app.teardown_request_funcs[None]) == 1
     assert len(app.after_request_funcs[None]) == 1
 
 

@@ -4,10 +4,8 @@ marks and the threads that queue them."""
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -21,18 +19,6 @@ from flask_bitmapist.store.writer import Mark, write_marks
 
 NOW = datetime(2026, 3, 14, 15, 9, tzinfo=timezone.utc)
 NEXT_DAY = NOW + timedelta(days=1)
-
-
-@pytest.fixture
-def fast_switching() -> Iterator[None]:
-    """Threads switch every microsecond, so that a race in the hand-off has
-    every chance to happen."""
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(interval)
 
 
 def test_a_full_batch_wakes_the_writer_without_flush_or_interval(

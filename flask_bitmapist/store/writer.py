@@ -881,8 +881,12 @@ class BackgroundWriter:
 
     def _wake(self) -> None:
         with self._cond:
-            self._wake_requested = True
-            self._cond.notify_all()
+            # The thread may have taken the batch since the caller looked:
+            # a request left set over a short queue would let the next
+            # batch wait for the interval.
+            if len(self._queue) >= self._flush_at:
+                self._wake_requested = True
+                self._cond.notify_all()
 
     def _submit_locked(self, marks: Sequence[Mark]) -> Sequence[Mark]:
         """:meth:`submit_many` when the thread is to start or the queue may be

@@ -1,15 +1,21 @@
 """The request hooks that apply YAML rules: before rules as a request arrives,
 after rules once its status is known (a view that raised counts as 500).
 
-A request pays for what the rules need, and no more. After rules run in an
-``after_request`` function that runs after every other one, so they see the
-status that is sent; a receiver of ``got_request_exception`` marks the 500 of
-an exception that propagates (testing, ``PROPAGATE_EXCEPTIONS``), which skips
-the ``after_request`` functions. A ``before_request`` hook is installed only
-when some rule is a before rule or reads a ``session:`` source. A request to
-an endpoint no rule names costs one ``after_request`` call and a dict lookup
-(9,000 instructions, against 58,000 with the ``request_finished`` receiver and
-the teardown hook of before: the README's performance section).
+A request pays for what the rules need. After rules run in an
+``after_request`` function that runs after every function registered with
+``app.after_request``, so they see the status the response has; a teardown
+hook marks, as 500, a request whose after hook never ran (an exception that
+propagates, in testing or with ``PROPAGATE_EXCEPTIONS``, or an
+``after_request`` function that keeps failing). A ``before_request`` hook is
+installed only when some rule is a before rule or reads a ``session:``
+source. A request to an endpoint no rule names costs the two calls and a
+dict lookup (about 10,000 instructions, against 58,000 with the
+``request_finished`` receiver of before: the README's performance section).
+What the hooks keep about a request lives on the request object itself, so a
+test that pushes one app context for many requests marks each of them.
+
+Flask saves the session after the last ``after_request`` function: a request
+whose session fails to save stays marked with the status its response had.
 
 The user of a request is whoever it ends with, or else whoever it started
 with: an after rule reads its id source when the request ends and, when that
@@ -32,7 +38,7 @@ from datetime import datetime, timezone
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
-from flask import Flask, Response, current_app, g, got_request_exception, request
+from flask import Flask, Response, current_app, has_request_context, request
 
 from ..state import AppState
 from ..store.writer import Mark
@@ -43,12 +49,11 @@ from .rules import Rule
 
 logger = logging.getLogger("flask_bitmapist")
 
-# What a request that some after rule may mark waits with, on flask.g.
-_PENDING = "_bitmapist_pending_rules"
-# Set on flask.g once a request's after rules ran, when no before hook keeps
-# them there.
+# Attributes the hooks set on the request object: what its before hook
+# learned, that its after rules ran, and the user Flask-Login logged out
+# during it.
+_ARRIVAL = "_bitmapist_arrival"
 _FINISHED = "_bitmapist_finished"
-# The user Flask-Login logged out during the request, on flask.g.
 _LOGGED_OUT = "_bitmapist_logged_out_user"
 _NOTHING: frozenset[str] = frozenset()
 _NONE: Mapping[str, Any] = MappingProxyType({})
@@ -92,11 +97,11 @@ class WarningLimiter:
             return self._held.pop(key, 0)
 
 
-class _Pending(NamedTuple):
-    """A request's after rules, the events its before rules marked, and the
-    values its ``session:`` sources had as it arrived."""
+class _Arrival(NamedTuple):
+    """What a request's before hook keeps for its after rules: the events its
+    before rules marked, and the values its ``session:`` sources had as it
+    arrived."""
 
-    rules: tuple[Rule, ...]
     marked: frozenset[str]
     session_values: Mapping[str, Any]
 
@@ -138,23 +143,23 @@ class RuleHooks:
         self._unreadable: frozenset[str] = frozenset()
 
     def install(self, app: Flask) -> None:
-        """Register the hooks on ``app``: the after hook, the receiver of
-        ``got_request_exception``, the before hook when a rule needs it, and,
-        for rules that read ``current_user``, a receiver of Flask-Login's
-        ``user_logged_out`` that keeps the user who leaves."""
+        """Register the hooks on ``app``: the after and teardown hooks, the
+        before hook when a rule needs it, and, for rules that read
+        ``current_user``, a receiver of Flask-Login's ``user_logged_out``
+        that keeps the user who leaves."""
         if self._needs_before:
             app.before_request(self.before_request)
         # First in the list, so it runs last: Flask calls an app's
-        # after_request functions in reverse order of registration, and only
-        # the last one sees the status that is really sent, whatever any
-        # function registered before or after the extension changed.
+        # after_request functions in reverse order of registration, so this
+        # one sees the status that every function registered with
+        # app.after_request, before or after the extension, agreed on.
         app.after_request_funcs.setdefault(None, []).insert(0, self.after_request)
-        # blinker drops the receivers when the app (their sender) is
-        # collected, so a strong connection leaks nothing.
-        got_request_exception.connect(self.request_failed, app, weak=False)
+        app.teardown_request(self.teardown_request)
         if self._login_sources:
             from flask_login import user_logged_out
 
+            # blinker drops the receiver when the app (its sender) is
+            # collected, so a strong connection leaks nothing.
             user_logged_out.connect(self.user_logged_out, app, weak=False)
 
     def before_request(self) -> None:
@@ -167,51 +172,41 @@ class RuleHooks:
         marked = self._guarded(before, None, _NOTHING) if before else _NOTHING
         if after:
             values = self._session_values(after) if self._session_sources else _NONE
-            setattr(g, _PENDING, _Pending(after, marked, values))
+            setattr(current, _ARRIVAL, _Arrival(marked, values))
 
     def after_request(self, response: Response) -> Response:
-        """Mark the after rules with the status that is sent."""
+        """Mark the after rules with the status of the response."""
         self._finish(response.status_code)
         return response
 
-    def request_failed(
-        self, sender: Flask, exception: BaseException, **extra: object
-    ) -> None:
-        """Mark the after rules of a request whose exception propagates: the
-        ``after_request`` functions do not run, but the request still ended
-        in a 500. When it does not propagate, Flask answers 500 through the
-        ``after_request`` functions, which may change that status, so the
-        after hook marks it."""
-        propagate = sender.config["PROPAGATE_EXCEPTIONS"]
-        if propagate is None:
-            propagate = sender.testing or sender.debug
-        if propagate:
+    def teardown_request(self, error: BaseException | None) -> None:
+        """Mark the after rules of a request whose after hook never ran: its
+        exception propagated, or an ``after_request`` function kept failing.
+        Either way it ended in a 500."""
+        current = request._get_current_object()  # type: ignore[attr-defined]
+        if _FINISHED not in current.__dict__:
             self._finish(500)
 
     def _finish(self, status: int) -> None:
-        if self._needs_before:
-            pending: _Pending | None = g._get_current_object().pop(_PENDING, None)
-            if pending:
-                self._guarded(pending.rules, status, pending.marked, pending)
-            return
+        """Mark the after rules, once per request: the after hook runs again
+        when Flask answers an exception it raised with a 500."""
         if not self._first_request_seen:
             self._first_request()
         current = request._get_current_object()  # type: ignore[attr-defined]
+        if _FINISHED in current.__dict__:
+            return
+        setattr(current, _FINISHED, True)
         after = self._ruleset.for_endpoint(current.endpoint)[1]
         if after:
-            # Once per request: a session that fails to save after the after
-            # hook ran raises, and the exception is then sent too.
-            context = g._get_current_object()
-            if _FINISHED in context:
-                return
-            setattr(context, _FINISHED, True)
-            self._guarded(after, status, _NOTHING)
+            arrival: _Arrival | None = current.__dict__.get(_ARRIVAL)
+            marked = _NOTHING if arrival is None else arrival.marked
+            self._guarded(after, status, marked, arrival)
 
     def user_logged_out(self, sender: Flask, user: Any = None, **extra: Any) -> None:
         """Keep the user Flask-Login logs out, for the after rules of this
         request whose ``current_user`` is anonymous by the time it ends."""
-        if user is not None:
-            setattr(g, _LOGGED_OUT, user)
+        if user is not None and has_request_context():
+            setattr(request._get_current_object(), _LOGGED_OUT, user)  # type: ignore[attr-defined]
 
     def _first_request(self) -> None:
         with self._first_request_lock:
@@ -246,12 +241,13 @@ class RuleHooks:
             if rule.user.startswith("session:") and rule.matches_request(method, path)
         }
 
-    def _fallback(self, rule: Rule, pending: _Pending | None) -> Any:
+    def _fallback(self, rule: Rule, arrival: _Arrival | None) -> Any:
         """What ``rule``'s source gave before the view changed the user."""
         if uses_current_user(rule.user):
-            user = g.get(_LOGGED_OUT)
+            current = request._get_current_object()  # type: ignore[attr-defined]
+            user = current.__dict__.get(_LOGGED_OUT)
             return None if user is None else user_id_of(rule.user, user)
-        return pending.session_values.get(rule.user) if pending else None
+        return arrival.session_values.get(rule.user) if arrival else None
 
     def _warn(self, rule: Rule, reason: str) -> None:
         held = self._limiter.allow(rule.origin)
@@ -273,7 +269,7 @@ class RuleHooks:
         rules: tuple[Rule, ...],
         status: int | None,
         already: frozenset[str],
-        pending: _Pending | None,
+        arrival: _Arrival | None,
     ) -> frozenset[str]:
         """Mark what ``rules`` match, skipping events in ``already``; return
         the events marked by this request so far. A source that gives
@@ -296,7 +292,7 @@ class RuleHooks:
             try:
                 value = rule.get_user()
                 if value is None:
-                    value = self._fallback(rule, pending)
+                    value = self._fallback(rule, arrival)
                 user_id = to_user_id(
                     rule.event,
                     value,
@@ -328,10 +324,10 @@ class RuleHooks:
         rules: tuple[Rule, ...],
         status: int | None,
         already: frozenset[str],
-        pending: _Pending | None = None,
+        arrival: _Arrival | None = None,
     ) -> frozenset[str]:
         try:
-            return self._apply(rules, status, already, pending)
+            return self._apply(rules, status, already, arrival)
         except Exception:
             if self._settings.raise_errors:
                 raise
