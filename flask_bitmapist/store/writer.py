@@ -881,12 +881,15 @@ class BackgroundWriter:
 
     def _wake(self) -> None:
         with self._cond:
-            # The thread may have taken the batch since the caller looked:
-            # a request left set over a short queue would let the next
-            # batch wait for the interval.
-            if len(self._queue) >= self._flush_at:
-                self._wake_requested = True
-                self._cond.notify_all()
+            self._wake_if_full()
+
+    def _wake_if_full(self) -> None:
+        # Under the lock. The thread may have taken the batch since the
+        # caller looked: a request left set over a short queue would let the
+        # next batch wait for the interval.
+        if len(self._queue) >= self._flush_at:
+            self._wake_requested = True
+            self._cond.notify_all()
 
     def _submit_locked(self, marks: Sequence[Mark]) -> Sequence[Mark]:
         """:meth:`submit_many` when the thread is to start or the queue may be
@@ -903,9 +906,8 @@ class BackgroundWriter:
                 queue.extend(marks[:accepted])
                 if self._thread is None:
                     self._start_thread()
-                elif len(queue) >= self._flush_at:
-                    self._wake_requested = True
-                    self._cond.notify_all()
+                else:
+                    self._wake_if_full()
         if starts_dropping:
             # The one line the request path logs; the writer thread logs the
             # reminders and the end.

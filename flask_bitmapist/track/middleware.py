@@ -38,7 +38,7 @@ from datetime import datetime, timezone
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
-from flask import Flask, Response, current_app, has_request_context, request
+from flask import Flask, Request, Response, current_app, has_request_context, request
 
 from ..state import AppState
 from ..store.writer import Mark
@@ -169,7 +169,7 @@ class RuleHooks:
         # Attributes of the real request: through the proxy each costs 1.5 us.
         current = request._get_current_object()  # type: ignore[attr-defined]
         before, after = self._ruleset.for_endpoint(current.endpoint)
-        marked = self._guarded(before, None, _NOTHING) if before else _NOTHING
+        marked = self._guarded(current, before, None, _NOTHING) if before else _NOTHING
         if after:
             values = self._session_values(after) if self._session_sources else _NONE
             setattr(current, _ARRIVAL, _Arrival(marked, values))
@@ -200,7 +200,7 @@ class RuleHooks:
         if after:
             arrival: _Arrival | None = current.__dict__.get(_ARRIVAL)
             marked = _NOTHING if arrival is None else arrival.marked
-            self._guarded(after, status, marked, arrival)
+            self._guarded(current, after, status, marked, arrival)
 
     def user_logged_out(self, sender: Flask, user: Any = None, **extra: Any) -> None:
         """Keep the user Flask-Login logs out, for the after rules of this
@@ -241,10 +241,9 @@ class RuleHooks:
             if rule.user.startswith("session:") and rule.matches_request(method, path)
         }
 
-    def _fallback(self, rule: Rule, arrival: _Arrival | None) -> Any:
+    def _fallback(self, current: Request, rule: Rule, arrival: _Arrival | None) -> Any:
         """What ``rule``'s source gave before the view changed the user."""
         if uses_current_user(rule.user):
-            current = request._get_current_object()  # type: ignore[attr-defined]
             user = current.__dict__.get(_LOGGED_OUT)
             return None if user is None else user_id_of(rule.user, user)
         return arrival.session_values.get(rule.user) if arrival else None
@@ -266,6 +265,7 @@ class RuleHooks:
 
     def _apply(
         self,
+        current: Request,
         rules: tuple[Rule, ...],
         status: int | None,
         already: frozenset[str],
@@ -275,7 +275,6 @@ class RuleHooks:
         the events marked by this request so far. A source that gives
         ``None`` falls back to :meth:`_fallback`."""
         settings = self._settings
-        current = request._get_current_object()  # type: ignore[attr-defined]
         method, path = current.method, current.path
         marked = set(already)
         marks = []
@@ -292,7 +291,7 @@ class RuleHooks:
             try:
                 value = rule.get_user()
                 if value is None:
-                    value = self._fallback(rule, arrival)
+                    value = self._fallback(current, rule, arrival)
                 user_id = to_user_id(
                     rule.event,
                     value,
@@ -321,18 +320,19 @@ class RuleHooks:
 
     def _guarded(
         self,
+        current: Request,
         rules: tuple[Rule, ...],
         status: int | None,
         already: frozenset[str],
         arrival: _Arrival | None = None,
     ) -> frozenset[str]:
         try:
-            return self._apply(rules, status, already, arrival)
+            return self._apply(current, rules, status, already, arrival)
         except Exception:
             if self._settings.raise_errors:
                 raise
             logger.exception(
-                "YAML rules failed to mark %s %s", request.method, request.path
+                "YAML rules failed to mark %s %s", current.method, current.path
             )
             return already
 
