@@ -19,6 +19,12 @@ KeyLayoutName = Literal["bitmapist", "sharded"]
 #: ``BITMAPIST_KEY_LAYOUT``'s values: bitmapist's keys, or user ids cut into
 #: shards (see :mod:`flask_bitmapist.store.layout`).
 KEY_LAYOUTS: tuple[KeyLayoutName, ...] = ("bitmapist", "sharded")
+#: ``BITMAPIST_QUERY_ENGINE``'s values: where a report's bit operations run.
+#: ``"client"`` reads the bitmaps once and computes with numpy (the ``fast``
+#: extra), ``"redis"`` runs them in Redis scripts, ``"auto"`` is the client
+#: when numpy is installed (see :mod:`flask_bitmapist.store.clientside`).
+QueryEngine = Literal["auto", "client", "redis"]
+QUERY_ENGINES: tuple[QueryEngine, ...] = ("auto", "client", "redis")
 #: ``BITMAPIST_SHARD_BITS``: shards of 2**20 ids (128 KiB per full key) by
 #: default, from 2**3 (a byte) to 2**32 (every id in one shard).
 DEFAULT_SHARD_BITS = 20
@@ -80,6 +86,7 @@ class Settings:
     temp_key_ttl: int = 300
     max_user_id: int = DEFAULT_MAX_USER_ID
     key_layout: KeyLayoutName = "bitmapist"
+    query_engine: QueryEngine = "auto"
     shard_bits: int = DEFAULT_SHARD_BITS
     id_map: bool = False
     id_cache_size: int = DEFAULT_ID_CACHE_SIZE
@@ -141,6 +148,17 @@ class Settings:
                 f"({CLUSTER_SCHEME}://): bitmapist's layout puts a query's keys "
                 "in many slots, which a cluster cannot combine."
             )
+        query_engine = read("query_engine", defaults.query_engine)
+        if query_engine not in QUERY_ENGINES:
+            raise ConfigError(
+                f"BITMAPIST_QUERY_ENGINE must be one of {', '.join(QUERY_ENGINES)}, "
+                f"got {query_engine!r}."
+            )
+        if query_engine == "client" and not numpy_installed():
+            raise ConfigError(
+                "BITMAPIST_QUERY_ENGINE 'client' needs numpy 2 or later: install "
+                "flask-bitmapist[fast], or use 'auto' or 'redis'."
+            )
         return cls(
             redis_url=redis_url,
             redis_options=_redis_options(
@@ -174,6 +192,7 @@ class Settings:
                 "max_user_id", read("max_user_id", defaults.max_user_id)
             ),
             key_layout=key_layout,
+            query_engine=query_engine,
             shard_bits=_shard_bits(
                 "shard_bits", read("shard_bits", DEFAULT_SHARD_BITS)
             ),
@@ -191,6 +210,17 @@ class Settings:
                 "dashboard_access", read("dashboard_access", None)
             ),
         )
+
+
+def numpy_installed() -> bool:
+    """Whether numpy 2 or later, which the ``"client"`` query engine needs,
+    is installed: numpy 1 has no ``bitwise_count``. Imports it (once per
+    process, at ``init_app``)."""
+    try:
+        import numpy
+    except ImportError:
+        return False
+    return hasattr(numpy, "bitwise_count")
 
 
 def _key(name: str) -> str:

@@ -86,7 +86,9 @@ class FlaskBitmapist:
             options=settings.redis_options,
         )
         layout = layout_of(settings)
-        store = Store(client, layout, id_map_of(settings, layout))
+        store = Store(
+            client, layout, id_map_of(settings, layout), settings.query_engine
+        )
         if isinstance(client, redis.Redis):
             # bitmapist's systems are clients of one node; on a cluster,
             # system names other than the app's own do not reach its store.

@@ -15,34 +15,62 @@ from pathlib import Path
 import pytest
 
 SCRIPTS = Path(__file__).parent.parent / "scripts"
-SCRIPT = SCRIPTS / "bench.py"
 
 
-@pytest.mark.bitmapist
-def test_write_benchmark_prints_every_ratio(redis_url: str) -> None:
+def run_script(name: str, *arguments: str) -> str:
+    """Run ``scripts/<name>`` with ``arguments``; its output, once it has
+    exited with 0."""
     result = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick", "--redis-url", redis_url],
+        [sys.executable, str(SCRIPTS / name), *arguments],
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
     )
     assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@pytest.mark.bitmapist
+def test_write_benchmark_prints_every_ratio(redis_url: str) -> None:
+    output = run_script("bench.py", "--quick", "--redis-url", redis_url)
     ratios = re.findall(
-        r"^  (.+?)\s+\d+ \S+\s+ratio (\d+\.\d+) vs", result.stdout, re.MULTILINE
+        r"^  (.+?)\s+\d+ \S+\s+ratio (\d+\.\d+) vs", output, re.MULTILINE
     )
     names = [name.strip() for name, _ in ratios]
     variants = ["bare", "background", "sync", "rule", "50 unmatched rules"]
     assert names == [*variants, *variants, "one round trip", "3 x bitmapist.mark_event"]
     assert all(float(ratio) > 0 for _, ratio in ratios)
-    assert "(e) 5x5 cohort by days, 1,000 users a day" in result.stdout
-    assert re.search(r"ratio +\d+\.\dx faster", result.stdout)
-    assert "(f) importing 2,000 events" in result.stdout
-    assert "share of get_cohort's wall time inside Redis" in result.stdout
-    assert "(g) dashboard overview counts of 5 events" in result.stdout
+    assert "(e) 5x5 cohort by days, 1,000 users a day" in output
+    assert re.search(r"ratio +\d+\.\dx faster", output)
+    assert "(f) importing 2,000 events" in output
+    assert "share of the redis engine's wall time inside Redis" in output
+    assert "(g) dashboard overview counts of 5 events" in output
+    # Each engine's cohort and overview beside the floor.
+    floors = re.findall(
+        r"^  (get_cohort|count_events), (client|redis) engine +\d+\.\d ms +"
+        r"(\d+\.\d\d)x the floor$",
+        output,
+        re.MULTILINE,
+    )
+    assert [(query, engine) for query, engine, _ in floors] == [
+        ("get_cohort", "client"),
+        ("get_cohort", "redis"),
+        ("count_events", "client"),
+        ("count_events", "redis"),
+    ]
+    assert all(float(ratio) > 0 for _, _, ratio in floors)
+    pings = re.findall(
+        r"^  (client|redis) engine: query +\d+\.\d ms, +(\d+) PINGs, p50 +\d+\.\d\d "
+        r"ms, p99 +\d+\.\d\d ms, max +\d+\.\d\d ms; longest command +\d+\.\d\d ms$",
+        output,
+        re.MULTILINE,
+    )
+    assert [engine for engine, _ in pings] == ["client", "redis"]
+    assert all(int(count) > 0 for _, count in pings)
     parts = re.findall(
         r"^  (.+?)\s+([-+ ]\d+\.\d\d) us",
-        result.stdout.split("(h)")[1].split("\n\n")[0],
+        output.split("(h)")[1].split("\n\n")[0],
         re.MULTILINE,
     )
     assert [name for name, _ in parts] == [
@@ -69,21 +97,12 @@ TINY = {
 
 
 def test_id_map_benchmark_prints_every_figure(redis_url: str) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(SCRIPTS / "bench_idmap.py"),
-            "--redis-url",
-            redis_url,
-            *(str(word) for option in TINY.items() for word in option),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=100,
-        check=False,
+    out = run_script(
+        "bench_idmap.py",
+        "--redis-url",
+        redis_url,
+        *(str(word) for option in TINY.items() for word in option),
     )
-    assert result.returncode == 0, result.stderr
-    out = result.stdout
 
     requests = re.findall(
         r"^  (.+?) +\d+\.\d\d wall us/request  ratio (\d\.\d{3}) vs bare"
@@ -184,21 +203,7 @@ def test_id_map_benchmark_prints_every_figure(redis_url: str) -> None:
 def test_reports_benchmark_checks_every_query_against_its_naive_one(
     redis_url: str,
 ) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(SCRIPTS / "bench_reports.py"),
-            "--quick",
-            "--redis-url",
-            redis_url,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=100,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    out = result.stdout
+    out = run_script("bench_reports.py", "--quick", "--redis-url", redis_url)
 
     assert re.search(
         r"^seeded in \d+ s: 4,450 users, 1,000 a day \(50 new\) from 2026-01-21 "
@@ -259,4 +264,27 @@ def test_reports_benchmark_checks_every_query_against_its_naive_one(
     assert (
         "check: every run's package results equal the naive ones: (a), (a'), (b), "
         "(c), (d)" in out
+    )
+
+
+def test_cost_curve_prints_every_figure_at_each_size(redis_url: str) -> None:
+    output = run_script("bench_curve.py", "--quick", "--redis-url", redis_url)
+    table = output.split("(j) the cost curve")[1]
+    rows = re.findall(r"^  (\S.*?) {2,}([\d,.]+) +([\d,.]+)$", table, re.MULTILINE)
+    assert [name for name, _, _ in rows] == [
+        "users a day",
+        "writer marks/s",
+        "import events/s",
+        "import SETBITs/s",
+        "memory bytes/user-event",
+        "cohort client ms",
+        "cohort redis ms",
+        "cohort floor ms",
+        "overview client ms",
+        "overview redis ms",
+        "overview floor ms",
+    ]
+    assert rows[0][1:] == ("1,000", "10,000")
+    assert all(
+        float(value.replace(",", "")) > 0 for _, *values in rows for value in values
     )

@@ -134,8 +134,9 @@ def _bitops_of(client: redis.Redis, report: Any) -> int:
 @pytest.fixture
 def counted_app(make_app: AppFactory, private_redis: RedisProcess) -> Flask:
     """An app on a redis-server of the test's own, whose command counts only
-    the test moves."""
-    app = make_app(redis_url=f"{private_redis.url}/0")
+    the test moves, with the Redis query engine: the BITOPs counted are its
+    scripts' (the client engine runs none)."""
+    app = make_app(redis_url=f"{private_redis.url}/0", query_engine="redis")
     _seed(app)
     return app
 

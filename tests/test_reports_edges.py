@@ -214,7 +214,7 @@ def test_users_of_a_first_time_cell_cost_no_more_for_a_far_date(
     Expected: a first-time cell of a far date costs no more than one of
     today (refuse a ``date`` far after today with a 400 naming ``date``, or
     bound the history by the months that exist)."""
-    app = make_app(redis_url=f"{private_redis.url}/0")
+    app = make_app(redis_url=f"{private_redis.url}/0", query_engine="redis")
     with app.app_context():
         mark_event("a", 1, now=datetime(2026, 3, 5, tzinfo=UTC))
     client = app.test_client()
@@ -255,7 +255,7 @@ def test_first_time_cohort_reads_the_history_once_not_per_500_cells(
     Expected: the history's cost does not grow with the table (learn which
     month keys exist once per query, then OR only those in each script, or
     another way), here at most twice that of a 10 x 10 table."""
-    app = make_app(redis_url=f"{private_redis.url}/0")
+    app = make_app(redis_url=f"{private_redis.url}/0", query_engine="redis")
     now = datetime.now(UTC)
     with app.app_context():
         for user in range(40):

@@ -43,12 +43,17 @@ COHORT_MODES = ("recurring", "first_time")
 #: The kinds of cells: the users who came back in exactly the column's period
 #: (``on``), or in it or any later one (``on_or_after``).
 RETENTION_MODES = ("on", "on_or_after")
-#: The most cells one script of a cohort counts, so that it holds a node for
-#: a bounded time: on 100,000 users a day of 300,000 ids, a cell's AND and
-#: BITCOUNT take about 25 us (scripts/bench_queries.py), 12 ms a script; of
-#: 1,000,000 ids (125 KB keys), about 80 us, 40 ms a script
-#: (scripts/bench_reports.py). The budget counts cells, not bytes.
+#: The most cells one program of a cohort counts.
 _CELLS_PER_PROGRAM = 500
+#: The most bytes of bitmaps the cells of one script AND and count, so that
+#: it holds Redis for about 2 ms: a cell of two 375 KB bitmaps (1,000,000
+#: users a day of 3,000,000 ids) takes about 100 us in Redis on this machine
+#: (scripts/bench_queries.py), 21 cells a script; of 37.5 KB, 10 us, 213
+#: cells. A row is never split, so a row of more cells is a script of its
+#: own, longer. Only for the ``"redis"`` query engine: the client engine
+#: runs no script, and reads in chunks
+#: (:data:`~flask_bitmapist.store.backend.READ_CHUNK_BYTES`).
+_SCRIPT_CELL_BYTES = 8 << 20
 
 
 def get_cohort(
@@ -83,13 +88,18 @@ def get_cohort(
     ``with_replacement`` plays no part). A row whose primary total is 0 is
     all ``None``, and so is a cell whose period lies in the future.
 
-    The whole table costs one round trip per node (plus one to learn the
-    shards of a sharded layout): a script per shard and
+    The whole table costs one program per shard and
     :data:`_CELLS_PER_PROGRAM` cells, which builds the rows' keys and counts
-    their cells. A first-time row costs three more BITOPs than a recurring
-    one, and the first row of each script one OR of the primary event's
-    months and days before it (see :mod:`.history`); an ``on_or_after``
-    column one OR more than an ``on`` one.
+    their cells (plus a round trip to learn the shards of a sharded
+    layout). The client engine runs them after reading every key they name
+    once, in a round trip per node for the keys' sizes and one per
+    :data:`~flask_bitmapist.store.backend.READ_CHUNK_BYTES`; the Redis
+    engine sends them as scripts in one round trip per node, after one that
+    reads the size of the newest keys, so that each script ANDs at most
+    :data:`_SCRIPT_CELL_BYTES`. A first-time row costs three more BITOPs
+    than a recurring one, and the first row of each program one OR of the
+    primary event's months and days before it (see :mod:`.history`); an
+    ``on_or_after`` column one OR more than an ``on`` one.
 
     :param primary_event_name: the event that defines each row's users.
     :param secondary_event_name: the event counted in the cells.
@@ -135,15 +145,36 @@ def get_cohort(
         offset: chained_set(store, secondary_event_name, chained, period)
         for offset, period in periods.items()
     }
-    # Rows go into programs of at most _CELLS_PER_PROGRAM cells (a row is
-    # never split), each building the chained keys its rows need once: for
-    # on_or_after, each column's union of its period and every later one,
-    # built from now's period back; for first_time, the primary's history
-    # before its first row, then each row ORed into it.
-    programs: list[Program] = []
-    rows_of: list[int] = []  # each program's number of rows
-    starts = _program_starts(row_offsets, cols)
+    # Rows go into programs of at most a budget of cells, each building the
+    # chained keys its rows need once: for on_or_after, each column's union
+    # of its period and every later one, built from now's period back; for
+    # first_time, the primary's history before its first row, then each row
+    # ORed into it. A row is split only where its cells do not depend on
+    # each other (with replacement, "on") and only for the Redis engine,
+    # whose scripts the budget bounds in bytes.
     shards = store.shards()
+    bounded = store.engine == "redis"
+    budget = (
+        _cells_per_script(store, shards, [primaries[0], chains[0]])
+        if bounded
+        else _CELLS_PER_PROGRAM
+    )
+    splittable = bounded and with_replacement and not on_or_after
+    # (row offset, its first column, the offsets of the columns) of each
+    # cohort row instruction, and the first unit of each program.
+    units: list[tuple[int, int, range]] = []
+    starts: list[int] = []
+    cells = budget
+    for row_offset in row_offsets:
+        offsets = range(row_offset, min(row_offset + cols, 1))
+        step = budget if splittable else max(len(offsets), 1)
+        for first in range(0, max(len(offsets), 1), step):
+            segment = offsets[first : first + step]
+            if cells + len(segment) > budget:
+                starts.append(len(units))
+                cells = 0
+            units.append((row_offset, first, segment))
+            cells += len(segment)
     # Several scripts each start from a history: learn once which of its
     # keys exist, so that each script checks only those.
     existing = None
@@ -154,19 +185,22 @@ def get_cohort(
             primary_event_name,
             (
                 stored
-                for offset in starts
-                for stored in history_periods(periods[offset])
+                for unit in starts
+                for stored in history_periods(periods[units[unit][0]])
             ),
         )
+    programs: list[Program] = []
+    placed: list[list[tuple[int, int]]] = []  # each read's row offset, column
     emitted: dict[int, Ref] = {}
+    row_users_of: dict[int, Ref] = {}
     history: Scratch | None = None
-    for row_offset in row_offsets:
-        offsets = range(row_offset, min(row_offset + cols, 1))
-        if row_offset in starts:
+    for number, (row_offset, first, segment) in enumerate(units):
+        if number in starts:
             program = Program()
             programs.append(program)
-            rows_of.append(0)
+            placed.append([])
             emitted = {}
+            row_users_of = {}
             if first_time:
                 history = program.union_existing(
                     history_keys(primary_event_name, periods[row_offset], existing)
@@ -178,42 +212,45 @@ def get_cohort(
                     later = chain if later is None else program.union([chain, later])
                     emitted[offset] = later
         if not on_or_after:
-            for offset in offsets:
+            for offset in segment:
                 if offset not in emitted:
                     emitted[offset] = chains[offset].emit(program)
-        primary = primaries[row_offset].emit(program)
-        row_users: Ref
-        if first_time:
-            assert history is not None
-            row_users = program.difference(primary, history)
-            program.bitop_into("OR", history, [history, primary])
-        else:
-            row_users = primary
+        if row_offset not in row_users_of:
+            primary = primaries[row_offset].emit(program)
+            if first_time:
+                assert history is not None
+                row_users_of[row_offset] = program.difference(primary, history)
+                program.bitop_into("OR", history, [history, primary])
+            else:
+                row_users_of[row_offset] = primary
         program.cohort_row(
-            row_users,
-            [emitted[offset] for offset in offsets],
+            row_users_of[row_offset],
+            [emitted[offset] for offset in segment],
             with_replacement or on_or_after,
         )
-        rows_of[-1] += 1
+        placed[-1].append((row_offset, first))
     results = store.run(
         [(program, shard) for program in programs for shard in shards],
         current_temp_key_ttl(),
+        apart=bounded and budget < _CELLS_PER_PROGRAM,
     )
-    # Each row's counts, summed over the shards.
-    row_sums: list[list[int]] = []
-    for number, row_count in enumerate(rows_of):
-        first = len(row_sums)
-        row_sums += [
-            [0] * (1 + min(cols, rows - row)) for row in range(first, first + row_count)
-        ]
+    # Each row's counts, summed over the shards and the row's segments
+    # (each segment reads the row's total again: counted once).
+    row_sums = {offset: [0] * (1 + min(cols, 1 - offset)) for offset in row_offsets}
+    for number, reads in enumerate(placed):
         for result in results[number * len(shards) : (number + 1) * len(shards)]:
-            for index, row in enumerate(result):
-                for cell, value in enumerate(row):
-                    row_sums[first + index][cell] += int(value)
+            for (row_offset, first), (total, *counts) in zip(
+                reads, result, strict=True
+            ):
+                sums = row_sums[row_offset]
+                if first == 0:
+                    sums[0] += int(total)
+                for column, value in enumerate(counts, first + 1):
+                    sums[column] += int(value)
 
     totals: list[int] = []
     table: Cohort = []
-    for sums in row_sums:
+    for sums in row_sums.values():
         total, *counts = sums
         totals.append(total)
         if total == 0:
@@ -224,18 +261,22 @@ def get_cohort(
     return table, dates, totals
 
 
-def _program_starts(row_offsets: range, cols: int) -> list[int]:
-    """The rows that start a script: rows go into scripts of at most
-    :data:`_CELLS_PER_PROGRAM` cells, a row never split."""
-    starts = []
-    cells = _CELLS_PER_PROGRAM
-    for row_offset in row_offsets:
-        count = len(range(row_offset, min(row_offset + cols, 1)))
-        if cells + count > _CELLS_PER_PROGRAM:
-            starts.append(row_offset)
-            cells = 0
-        cells += count
-    return starts
+def _cells_per_script(store: Store, shards: list[int], newest: list[EventSet]) -> int:
+    """How many cells a script may count to AND at most
+    :data:`_SCRIPT_CELL_BYTES`: a cell costs about the length of the newest
+    period's keys (one round trip for their sizes)."""
+    probe = Program()
+    for event_set in newest:
+        # Counted, so that a set that is an event's own key is named too.
+        probe.count(event_set.emit(probe))
+    names = [
+        name
+        for shard in shards
+        for name in probe.stored_keys(store.layout, shard)
+        if name is not None
+    ]
+    longest = max(store.sizes(names), default=0)
+    return max(1, min(_CELLS_PER_PROGRAM, _SCRIPT_CELL_BYTES // max(longest, 1)))
 
 
 def _validated(

@@ -34,6 +34,7 @@ from redis.exceptions import (
     TryAgainError,
 )
 
+from ..config import QUERY_ENGINES, QueryEngine, numpy_installed
 from .layout import BITMAPIST, KeyLayout, ShardedLayout
 from .program import PROGRAM_SCRIPT, Program
 
@@ -41,7 +42,9 @@ if TYPE_CHECKING:
     from .idmap import IdMap
 
 __all__ = [
+    "READ_CHUNK_BYTES",
     "Client",
+    "Command",
     "Script",
     "Store",
     "as_store",
@@ -93,13 +96,22 @@ class Store:
         client: Client,
         layout: KeyLayout = BITMAPIST,
         id_map: IdMap | None = None,
+        engine: QueryEngine = "auto",
     ) -> None:
         self.client = client
         self.layout = layout
         self.id_map = id_map
+        #: Where programs run: ``"client"`` or ``"redis"`` (``"auto"`` is
+        #: resolved here: the client when numpy is installed).
+        self.engine: QueryEngine = resolve_engine(engine)
+        # The length of each key read last (see read): a prediction, so a
+        # race between threads costs at most a longer round trip.
+        self._sizes: dict[str, int] = {}
 
     def __repr__(self) -> str:
-        return f"Store({self.client!r}, {self.layout!r}, {self.id_map!r})"
+        return (
+            f"Store({self.client!r}, {self.layout!r}, {self.id_map!r}, {self.engine!r})"
+        )
 
     def shards(self) -> list[int]:
         """The shards that hold data, ascending: ``[0]`` for a layout of one
@@ -111,9 +123,18 @@ class Store:
             value: bytes | None = self.client.get(registry)  # type: ignore[assignment]
         return list(set_bits(value))
 
-    def run(self, jobs: Sequence[tuple[Program, int]], ttl: int) -> list[list[Any]]:
-        """Run each ``(program, shard)`` of ``jobs`` in one round trip per
-        node; return each one's results, in order.
+    def run(
+        self, jobs: Sequence[tuple[Program, int]], ttl: int, *, apart: bool = False
+    ) -> list[list[Any]]:
+        """Run each ``(program, shard)`` of ``jobs``; return each one's
+        results, in order.
+
+        With the ``"client"`` engine, the programs that can
+        (:attr:`~flask_bitmapist.store.program.Program.runs_on_client`) run
+        here, on the keys :meth:`read` reads (one round trip per node, and
+        one per :data:`READ_CHUNK_BYTES` past the first); the others, and
+        all of them with the ``"redis"`` engine, run as scripts in one round
+        trip per node.
 
         On a cluster, the programs of a node that failed (a master killed, a
         slot moved) are sent again, up to twice, once the slot map is read
@@ -121,19 +142,219 @@ class Store:
         again is safe.
 
         :param ttl: the seconds a kept scratch key lives.
+        :param apart: send each script in a round trip of its own (the Redis
+            engine), so that Redis serves other clients between them: it
+            runs the scripts of one pipeline one after another, as many as
+            it reads at once.
         :raises redis.RedisError: the first error of a program that failed
             every time.
         """
+        on_client = [
+            index
+            for index, (program, _) in enumerate(jobs)
+            if self.engine == "client" and program.runs_on_client
+        ]
+        results: list[Any] = [None] * len(jobs)
+        if on_client:
+            from .clientside import run_programs
+
+            plans = [
+                (
+                    jobs[index][0].stored_keys(self.layout, jobs[index][1]),
+                    jobs[index][0].words,
+                )
+                for index in on_client
+            ]
+            for index, result in zip(
+                on_client, run_programs(plans, self.read), strict=True
+            ):
+                results[index] = result
         name = f"fb_{uuid.uuid4().hex}"
+        in_redis = sorted(set(range(len(jobs))) - set(on_client))
         scripts: list[Script] = []
-        for number, (program, shard) in enumerate(jobs):
-            keys, argv = program.arguments(self.layout, shard, f"{name}_{number}", ttl)
+        for index in in_redis:
+            program, shard = jobs[index]
+            keys, argv = program.arguments(self.layout, shard, f"{name}_{index}", ttl)
             scripts.append((PROGRAM_SCRIPT, keys, argv))
-        results = self.execute(scripts, attempts=_READ_ATTEMPTS)
-        for result in results:
-            if isinstance(result, Exception):
-                raise result
+        if apart:
+            replies = [
+                reply
+                for script in scripts
+                for reply in self.execute([script], attempts=_READ_ATTEMPTS)
+            ]
+        else:
+            replies = self.execute(scripts, attempts=_READ_ATTEMPTS)
+        for index, reply in zip(in_redis, replies, strict=True):
+            if isinstance(reply, Exception):
+                raise reply
+            results[index] = reply
         return results
+
+    def sizes(self, names: Sequence[str]) -> list[int]:
+        """``STRLEN`` of each key of ``names`` (0 for a missing one): one
+        round trip per node.
+
+        :raises redis.RedisError: the first error of a key that failed every
+            time (a key of another type).
+        """
+        return self._replies([(name, ("STRLEN", name)) for name in names])
+
+    def read(self, names: Sequence[str]) -> list[bytes | redis.ResponseError | None]:
+        """The value of each key of ``names``: ``None`` for a missing one (or
+        one that holds the empty string, which no mark leaves), the error
+        Redis answers for a key of another type (``WRONGTYPE``), which the
+        caller raises where a script would; in reads of about
+        :data:`READ_CHUNK_BYTES` at most, so that Redis serves other clients
+        between them.
+
+        The keys read before, whose sizes the store remembers (the last
+        :data:`_SIZES_REMEMBERED`), are read whole, with ``MGET``, as many
+        a round trip as fit in a chunk by their last size; a key that grew
+        much since then can make a round trip longer. The others, and those
+        of more than half a chunk, are read in the first round trip too:
+        their ``STRLEN`` and what fits of their first bytes, the rest in
+        round trips of a chunk each. So a query read again (a dashboard's
+        refresh) costs one round trip per node, and so does a small one read
+        for the first time.
+
+        :raises redis.RedisError: when Redis cannot be reached.
+        """
+        remembered = self._sizes
+        predicted = [remembered.get(name) for name in names]
+        whole: list[list[int]] = [[]]
+        fills = [0]
+        unknown = []
+        for index, size in enumerate(predicted):
+            if size is None or size > READ_CHUNK_BYTES // 2:
+                unknown.append(index)
+                continue
+            if whole[-1] and fills[-1] + size > READ_CHUNK_BYTES:
+                whole.append([])
+                fills.append(0)
+            whole[-1].append(index)
+            fills[-1] += size
+        share = (READ_CHUNK_BYTES - fills[0]) // max(1, len(unknown))
+        values: dict[int, Any] = {}
+        parts: dict[int, list[bytes]] = {}
+        sizes: dict[int, int] = {}
+        for number, chunk in enumerate(whole):
+            commands = self._whole_reads([names[index] for index in chunk])
+            if number == 0:
+                for index in unknown:
+                    name = names[index]
+                    commands.append((name, ("STRLEN", name)))
+                    if share:
+                        commands.append((name, ("GETRANGE", name, 0, share - 1)))
+            replies = self._key_replies(commands)
+            values.update(
+                zip(chunk, self._whole_values(replies, chunk, names), strict=True)
+            )
+            if number == 0:
+                rest = iter(
+                    replies[len(replies) - len(unknown) * (2 if share else 1) :]
+                )
+                for index in unknown:
+                    size = next(rest)
+                    first = next(rest) if share else b""
+                    if isinstance(size, redis.ResponseError):
+                        values[index] = size
+                    elif isinstance(first, redis.ResponseError):
+                        values[index] = first
+                    else:
+                        sizes[index] = size
+                        parts[index] = [first]
+        # What is left of the longer keys, in pieces of at most a chunk, a
+        # chunk of pieces a round trip.
+        pieces = [
+            (index, start, min(start + READ_CHUNK_BYTES, size))
+            for index, size in sizes.items()
+            for start in range(share, size, READ_CHUNK_BYTES)
+        ]
+        trip: list[tuple[int, int, int]] = []
+        filled = 0
+        for piece in [*pieces, None]:
+            if piece is None or (
+                trip and filled + piece[2] - piece[1] > READ_CHUNK_BYTES
+            ):
+                replies = self._key_replies(
+                    [
+                        (names[index], ("GETRANGE", names[index], start, end - 1))
+                        for index, start, end in trip
+                    ]
+                )
+                for (index, _, _), reply in zip(trip, replies, strict=True):
+                    if isinstance(reply, redis.ResponseError):
+                        values[index] = reply
+                    else:
+                        parts[index].append(reply)
+                trip, filled = [], 0
+            if piece is not None:
+                trip.append(piece)
+                filled += piece[2] - piece[1]
+        for index, part in parts.items():
+            if index not in values:
+                values[index] = b"".join(part) or None
+        if len(remembered) + len(unknown) > _SIZES_REMEMBERED:
+            # A new dict, not cleared: another thread may be reading it.
+            remembered = self._sizes = {}
+        for index, name in enumerate(names):
+            value = values[index]
+            if not isinstance(value, redis.ResponseError):
+                remembered[name] = len(value or b"")
+        return [values[index] for index in range(len(names))]
+
+    def _whole_reads(self, names: list[str]) -> list[Command]:
+        """The commands that read ``names`` whole: on one node, one ``MGET``
+        (one reply to parse, not one a key) and an ``EXISTS`` of them all,
+        which tells a key of another type (``MGET`` answers nil) from a
+        missing one; on a cluster, whose keys may be in many slots, a
+        ``GET`` each."""
+        if not names:
+            return []
+        if isinstance(self.client, RedisCluster):
+            return [(name, ("GET", name)) for name in names]
+        return [(names[0], ("MGET", *names)), (names[0], ("EXISTS", *names))]
+
+    def _whole_values(
+        self, replies: list[Any], chunk: list[int], names: Sequence[str]
+    ) -> list[Any]:
+        """The values of the keys of ``chunk`` that :meth:`_whole_reads`
+        read, from the start of ``replies``: on one node, the errors of those
+        of another type read again, a ``GET`` each."""
+        if not chunk:
+            return []
+        if isinstance(self.client, RedisCluster):
+            return replies[: len(chunk)]
+        values: list[Any] = replies[0]
+        if replies[1] > sum(value is not None for value in values):
+            missing = [index for index, value in enumerate(values) if value is None]
+            again = self._key_replies(
+                [
+                    (names[chunk[index]], ("GET", names[chunk[index]]))
+                    for index in missing
+                ]
+            )
+            for index, reply in zip(missing, again, strict=True):
+                values[index] = reply
+        return values
+
+    def _key_replies(self, commands: Sequence[Command]) -> list[Any]:
+        """:meth:`send` ``commands``; a key's own error (``WRONGTYPE``) is
+        its reply, any other error raised."""
+        replies = self.send(commands, _READ_ATTEMPTS) if commands else []
+        for reply in replies:
+            if isinstance(reply, Exception) and not _is_key_error(reply):
+                raise reply
+        return replies
+
+    def _replies(self, commands: Sequence[Command]) -> list[Any]:
+        """:meth:`send` ``commands`` (none: no round trip); raise the first
+        error of one that failed every time."""
+        replies = self.send(commands, _READ_ATTEMPTS) if commands else []
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
 
     def execute(self, scripts: Sequence[Script], attempts: int = 2) -> list[Any]:
         """EVAL each ``(script, keys, args)`` of ``scripts``: on one node, in
@@ -154,10 +375,27 @@ class Store:
             failed with, in order. A node that cannot be reached fails its
             own scripts only.
         """
+        return self.send(
+            [
+                # A script without keys runs on one node only.
+                (keys[0] if keys else "", ("EVAL", text, len(keys), *keys, *args))
+                for text, keys, args in scripts
+            ],
+            attempts,
+        )
+
+    def send(self, commands: Sequence[Command], attempts: int = 2) -> list[Any]:
+        """Send each ``(key, words)`` of ``commands`` as :meth:`execute`
+        sends its scripts: on a cluster, to the node of ``key``, sent again
+        when that node failed.
+
+        :returns: each command's reply, or the :exc:`redis.RedisError` it
+            failed with, in order.
+        """
         client = self.client
         if not isinstance(client, RedisCluster):
-            return _execute_on(client, scripts)  # type: ignore[arg-type,unused-ignore]
-        results = _execute_on_nodes(client, scripts)
+            return _execute_on(client, commands)  # type: ignore[arg-type,unused-ignore]
+        results = _execute_on_nodes(client, commands)
         for _ in range(attempts - 1):
             failed = [
                 index
@@ -167,10 +405,16 @@ class Store:
             if not failed:
                 break
             _reload_slots(client)
-            again = _execute_on_nodes(client, [scripts[index] for index in failed])
+            again = _execute_on_nodes(client, [commands[index] for index in failed])
             for index, result in zip(failed, again, strict=True):
                 results[index] = result
         return results
+
+
+def _is_key_error(error: Exception) -> bool:
+    """Whether ``error`` is a key's own answer (a key of another type), not
+    a node's failure."""
+    return isinstance(error, redis.ResponseError) and not _may_pass_elsewhere(error)
 
 
 def _may_pass_elsewhere(error: Exception) -> bool:
@@ -185,17 +429,52 @@ def _may_pass_elsewhere(error: Exception) -> bool:
 #: How many times :meth:`Store.run` sends a program whose node failed.
 _READ_ATTEMPTS = 3
 
+#: The most bytes :meth:`Store.read` reads in one round trip: Redis copies
+#: them into its replies in one go, about 1 ms for 8 MB on this machine,
+#: before it serves another client.
+READ_CHUNK_BYTES = 8 << 20
+
+#: How many key lengths a store remembers from its reads (about 100 bytes
+#: each); past that, it forgets them all and learns them again.
+_SIZES_REMEMBERED = 100_000
+
 #: A script to EVAL: its text, its keys, its other arguments.
 Script = tuple[str, Sequence[str], Sequence[str | int | bytes]]
 
+#: A command to send: the key whose node takes it on a cluster, and its words.
+Command = tuple[str, tuple[str | int | bytes, ...]]
 
-def _execute_on_nodes(client: RedisCluster, scripts: Sequence[Script]) -> list[Any]:
-    """One pipeline per node, the nodes at once; each script's reply or error."""
-    results: list[Any] = [None] * len(scripts)
+
+def resolve_engine(engine: QueryEngine) -> QueryEngine:
+    """``"client"`` or ``"redis"``: ``"auto"`` is the client when numpy is
+    installed.
+
+    :raises ValueError: for ``"client"`` without numpy, or an unknown name.
+    """
+    if engine not in QUERY_ENGINES:
+        raise ValueError(
+            f"The query engine must be one of {', '.join(QUERY_ENGINES)}, "
+            f"got {engine!r}."
+        )
+    if engine == "redis":
+        return engine
+    if numpy_installed():
+        return "client"
+    if engine == "client":
+        raise ValueError(
+            "The query engine 'client' needs numpy 2 or later: install "
+            "flask-bitmapist[fast], or use 'auto' or 'redis'."
+        )
+    return "redis"
+
+
+def _execute_on_nodes(client: RedisCluster, commands: Sequence[Command]) -> list[Any]:
+    """One pipeline per node, the nodes at once; each command's reply or error."""
+    results: list[Any] = [None] * len(commands)
     by_node: dict[str, tuple[ClusterNode, list[int]]] = {}
-    for index, (_, keys, _) in enumerate(scripts):
+    for index, (key, _) in enumerate(commands):
         try:
-            node = client.get_node_from_key(keys[0])  # type: ignore[no-untyped-call,unused-ignore]
+            node = client.get_node_from_key(key)  # type: ignore[no-untyped-call,unused-ignore]
         except RedisClusterException as error:
             # No node serves the slot now (a failover under way): an
             # outage, as the server's own CLUSTERDOWN is.
@@ -206,7 +485,7 @@ def _execute_on_nodes(client: RedisCluster, scripts: Sequence[Script]) -> list[A
     def run_node(node: ClusterNode, indexes: list[int]) -> None:
         connection = client.get_redis_connection(node)  # type: ignore[no-untyped-call,unused-ignore]
         try:
-            replies = _execute_on(connection, [scripts[index] for index in indexes])
+            replies = _execute_on(connection, [commands[index] for index in indexes])
         except (ValueError, AttributeError) as error:
             if isinstance(error, UnicodeError):
                 raise
@@ -252,17 +531,17 @@ def unreachable_as_redis_error() -> Iterator[None]:
         raise redis.ConnectionError(str(error)) from error
 
 
-def _execute_on(client: redis.Redis, scripts: Sequence[Script]) -> list[Any]:
-    if not scripts:
+def _execute_on(client: redis.Redis, commands: Sequence[Command]) -> list[Any]:
+    if not commands:
         return []
     pipeline = client.pipeline(transaction=False)
-    for text, keys, args in scripts:
-        pipeline.eval(text, len(keys), *keys, *args)  # type: ignore[arg-type,unused-ignore]
+    for _, words in commands:
+        pipeline.execute_command(*words)  # type: ignore[no-untyped-call,unused-ignore]
     try:
         replies: list[Any] = pipeline.execute(raise_on_error=False)
     except redis.RedisError as error:
-        # The node could not be reached: every script of it failed.
-        return [error] * len(scripts)
+        # The node could not be reached: every command of it failed.
+        return [error] * len(commands)
     return replies
 
 

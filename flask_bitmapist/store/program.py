@@ -15,7 +15,7 @@ cluster retrying only part of it could count on a key that is not there).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from .layout import KeyLayout, Period
@@ -43,6 +43,15 @@ class EventKey:
 
     event_name: str
     period: Period
+    # A program looks its keys up once a reference: hashing a period's aware
+    # datetime each time was a third of building a cohort's programs.
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.event_name, self.period)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
 
 @dataclass(frozen=True)
@@ -211,6 +220,9 @@ return results
 
 _Word = str | int | Ref
 
+#: The reads only a script can do: a page of a scratch key and a TTL.
+_REDIS_ONLY = frozenset({"S", "L"})
+
 
 class Program:
     """The BITOPs and reads of a query for one shard, written once and run
@@ -228,6 +240,7 @@ class Program:
         self._scratch = 0
         self._reads = 0
         self._keep: Scratch | None = None
+        self._client_refused = False
 
     def scratch(self) -> Scratch:
         """A new scratch key."""
@@ -351,13 +364,13 @@ class Program:
         :param ttl: the seconds a kept scratch key lives.
         """
         keys = []
-        for ref in self._refs:
-            if isinstance(ref, EventKey):
-                keys.append(layout.key(ref.event_name, ref.period, shard))
-            elif isinstance(ref, NamedKey):
-                keys.append(ref.key)
-            else:
-                keys.append(layout.temporary_key(f"{name}_{ref.index}", shard))
+        for ref, stored in zip(
+            self._refs, self.stored_keys(layout, shard), strict=True
+        ):
+            if isinstance(ref, Scratch):
+                stored = layout.temporary_key(f"{name}_{ref.index}", shard)
+            assert stored is not None
+            keys.append(stored)
         kept = 0 if self._keep is None else self._refs[self._keep]
         doomed = " ".join(
             str(number)
@@ -365,6 +378,30 @@ class Program:
             if isinstance(ref, Scratch) and number != kept
         )
         return keys, [ttl, kept, doomed, " ".join(self._words)]
+
+    def stored_keys(self, layout: KeyLayout, shard: int) -> list[str | None]:
+        """The name in ``shard`` of each key the program names, by number
+        from 1 (the first at index 0), ``None`` for a scratch key."""
+        return [
+            layout.key(ref.event_name, ref.period, shard)
+            if isinstance(ref, EventKey)
+            else ref.key
+            if isinstance(ref, NamedKey)
+            else None
+            for ref in self._refs
+        ]
+
+    @property
+    def words(self) -> list[str]:
+        """The instructions, word by word (see :data:`PROGRAM_SCRIPT`)."""
+        return list(self._words)
+
+    @property
+    def runs_on_client(self) -> bool:
+        """Whether the client can run the program
+        (:mod:`~flask_bitmapist.store.clientside`): it keeps no scratch key
+        and reads no page of one nor a TTL, which only Redis has."""
+        return self._keep is None and not self._client_refused
 
     def _number(self, ref: Ref) -> int:
         number = self._refs.get(ref)
@@ -381,6 +418,8 @@ class Program:
         ]
 
     def _read(self, *words: _Word) -> int:
+        if words[0] in _REDIS_ONLY:
+            self._client_refused = True
         self._add(*words)
         self._reads += 1
         return self._reads - 1

@@ -24,6 +24,7 @@ import os
 import re
 import threading
 import time
+import uuid
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -156,6 +157,89 @@ for index, key in ipairs(KEYS) do
 end
 return #KEYS
 """
+
+
+# A batch of which some keys have many marks close together (an import's
+# months, weeks and days) sends those as bitmaps built here, the others as
+# SETBITs, in one script (a batch stays atomic, and stops at the first key
+# Redis refuses, as SETBITS_SCRIPT does): KEYS[1] a scratch key of their
+# slot, KEYS[2..] the keys; ARGV, three words a key: "p", the byte its piece
+# starts at and the piece, or "s", the offsets to set and to clear. A piece
+# is laid at its byte in the scratch key and ORed into the key: Redis runs a
+# SETBIT of a script in about 1.8 us, and ORs about 5 GB/s. BITOP writes the
+# key anew, so its TTL is put back, less the time the BITOP took (PEXPIRE
+# counts from when it runs). Under pcall, so that the scratch key is deleted
+# whatever fails (a key of another type).
+BITS_AND_PIECES_SCRIPT = """
+local scratch = KEYS[1]
+local function now()
+    local time = redis.call("TIME")
+    return tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+end
+local ok, problem = pcall(function()
+    for index = 2, #KEYS do
+        local key, base = KEYS[index], 3 * (index - 2)
+        if ARGV[base + 1] == "p" then
+            local ttl, started = redis.call("PTTL", key), now()
+            redis.call("SETRANGE", scratch, ARGV[base + 2], ARGV[base + 3])
+            redis.call("BITOP", "OR", key, key, scratch)
+            redis.call("DEL", scratch)
+            if ttl > 0 then
+                redis.call("PEXPIRE", key, math.max(1, ttl - (now() - started)))
+            end
+        else
+            for offset in string.gmatch(ARGV[base + 2], "%d+") do
+                redis.call("SETBIT", key, offset, 1)
+            end
+            for offset in string.gmatch(ARGV[base + 3], "%d+") do
+                redis.call("SETBIT", key, offset, 0)
+            end
+        end
+    end
+end)
+redis.call("DEL", scratch)
+if not ok then
+    if type(problem) == "table" and problem.err then problem = problem.err end
+    return redis.error_reply(tostring(problem))
+end
+return #KEYS - 1
+"""
+
+#: The fewest marks of a key in a batch that may go as a bitmap: below, a
+#: BITOP over a long key could cost more than the SETBITs.
+DENSE_MARKS = 256
+#: The most bytes of bitmap a key's marks may span, per mark, to go as a
+#: bitmap: sending 512 bytes costs less than one SETBIT in a script.
+DENSE_BYTES_PER_MARK = 512
+
+
+def dense_pieces(
+    bits_by_key: dict[str, dict[int, int]],
+) -> dict[str, tuple[int, bytes]]:
+    """The keys of ``bits_by_key`` to write as bitmaps: those that only set
+    bits, at least :data:`DENSE_MARKS` of them, spanning at most
+    :data:`DENSE_BYTES_PER_MARK` bytes a mark; for each, the byte its piece
+    starts at and the piece (Redis's bit order: bit 0 is the high bit of
+    byte 0)."""
+    pieces: dict[str, tuple[int, bytes]] = {}
+    previous: tuple[dict[int, int], tuple[int, bytes]] | None = None
+    for key, bits in bits_by_key.items():
+        if len(bits) < DENSE_MARKS:
+            continue
+        if previous is not None and bits == previous[0]:
+            # The month, week and day keys of a batch often take the same bits.
+            pieces[key] = previous[1]
+            continue
+        first = min(bits) >> 3
+        size = (max(bits) >> 3) - first + 1
+        if size > DENSE_BYTES_PER_MARK * len(bits) or 0 in bits.values():
+            continue
+        piece = bytearray(size)
+        for offset in bits:
+            piece[(offset >> 3) - first] |= 0x80 >> (offset & 7)
+        pieces[key] = (first, bytes(piece))
+        previous = (bits, pieces[key])
+    return pieces
 
 
 class PartialWrite(Exception):
@@ -461,9 +545,35 @@ def _write_bits(
     if not cluster:
         if new_shards:
             bits_by_key = {registry: dict.fromkeys(new_shards, 1), **bits_by_key}  # type: ignore[dict-item]
-        store.client.eval(
-            SETBITS_SCRIPT, len(bits_by_key), *bits_by_key, *_offsets(bits_by_key)
-        )
+        pieces = dense_pieces(bits_by_key)
+        if not pieces:
+            store.client.eval(
+                SETBITS_SCRIPT, len(bits_by_key), *bits_by_key, *_offsets(bits_by_key)
+            )
+        else:
+            offsets = iter(
+                _offsets(
+                    {
+                        key: bits
+                        for key, bits in bits_by_key.items()
+                        if key not in pieces
+                    }
+                )
+            )
+            words: list[str | int | bytes] = []
+            for key in bits_by_key:
+                if key in pieces:
+                    words += ("p", *pieces[key])
+                else:
+                    words += ("s", next(offsets), next(offsets))
+            scratch = layout.temporary_key(f"write_{uuid.uuid4().hex}", 0)
+            store.client.eval(
+                BITS_AND_PIECES_SCRIPT,
+                1 + len(bits_by_key),
+                scratch,
+                *bits_by_key,
+                *words,  # type: ignore[arg-type,unused-ignore]
+            )
     else:
         _write_shards(store, bits_by_key, shard_of_key, marks_by_shard, new_shards)
     if known_shards is not None:

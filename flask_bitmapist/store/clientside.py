@@ -1,0 +1,349 @@
+"""Running programs on the client: read every key they name once, then do
+their BITOPs and counts here, with numpy, instead of in a Redis script.
+
+This is the floor of a query (one read of every bitmap it needs, then the bit
+operations of every cell, vectorized): on this machine numpy ANDs and counts
+two bitmaps of 375 KB in 37 us where Redis takes 100 us, so past about
+100,000 users a day a report is faster this way, even with the transfer
+(scripts/bench_queries.py). And Redis only serves GETs, each short, in reads
+of at most :data:`READ_CHUNK_BYTES`, so a big query never holds it for long.
+
+Used when numpy is installed (the ``fast`` extra) and ``BITMAPIST_QUERY_ENGINE``
+is ``"auto"`` or ``"client"``; the results are those of
+:data:`~flask_bitmapist.store.program.PROGRAM_SCRIPT`, instruction by
+instruction. Programs that keep a scratch key or page through one (users
+lists) always run in Redis.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+import numpy
+import redis
+
+__all__ = ["Bits", "run_programs"]
+
+#: A read from Redis: the key names, and a callable that returns each one's
+#: value (``None`` for a missing key, the error of a key of another type),
+#: or raises the error of the read.
+Reader = Callable[[Sequence[str]], list[Any]]
+
+_WORD = numpy.uint64
+#: A bitmap's 64-bit words, or a matrix of them, a bitmap a row.
+Words: TypeAlias = "numpy.ndarray[Any, numpy.dtype[numpy.uint64]]"
+#: The most bytes of a cohort row's cells ANDed in one numpy call: past
+#: that, the call's temporary arrays cost more (fresh memory, out of the CPU
+#: caches) than a call a cell into one reused buffer: a 30x30 cohort on
+#: 30,000,000 ids (3.75 MB keys) took 863 ms in whole rows, 555 ms so
+#: (scripts/bench_curve.py).
+_BLOCK_BYTES = 1 << 20
+#: Redis's bit offsets: up to 2**32 - 1 (a string of 512 MB).
+_BIT_OFFSETS = 1 << 32
+
+
+@dataclass
+class Bits:
+    """A bitmap: its bytes in 64-bit words, the bytes past ``size`` zero."""
+
+    words: numpy.ndarray[Any, numpy.dtype[numpy.uint64]]
+    size: int
+
+    @classmethod
+    def of(cls, value: bytes) -> Bits:
+        """The bitmap of a string read from Redis: its own buffer, read-only
+        (padded to whole words, a copy; none when it is whole words)."""
+        padding = -len(value) % 8
+        padded = value + bytes(padding) if padding else value
+        return cls(numpy.frombuffer(padded, dtype=_WORD), len(value))
+
+    def count(self) -> int:
+        """``BITCOUNT``."""
+        return int(numpy.bitwise_count(self.words).sum())
+
+    def value(self) -> bytes:
+        """The string Redis would hold."""
+        return self.words.view(numpy.uint8)[: self.size].tobytes()
+
+
+#: A key's value while a program runs: a bitmap, ``None`` (no key), or the
+#: error of a key of another type, raised by the instruction that reads it.
+Value: TypeAlias = "Bits | redis.ResponseError | None"
+
+
+def bitop(operation: str, sources: Sequence[Bits | None]) -> Bits | None:
+    """``BITOP``: a missing source is an empty string, the result as long as
+    the longest source, and no key at all when every source is empty."""
+    size = max((source.size for source in sources if source is not None), default=0)
+    if size == 0:
+        return None
+    words = numpy.zeros((size + 7) // 8, dtype=_WORD)
+    if operation == "NOT":
+        (source,) = sources
+        assert source is not None
+        numpy.invert(source.words, out=words)
+        words.view(numpy.uint8)[size:] = 0
+    elif operation == "AND":
+        first, *others = sources
+        if first is not None:
+            words[: len(first.words)] = first.words
+        for source in others:
+            if source is None:
+                words[:] = 0
+                break
+            words[len(source.words) :] = 0
+            words[: len(source.words)] &= source.words
+    else:
+        combine = numpy.bitwise_or if operation == "OR" else numpy.bitwise_xor
+        for source in sources:
+            if source is not None:
+                part = words[: len(source.words)]
+                combine(part, source.words, out=part)
+    return Bits(words, size)
+
+
+def _and_count(
+    first: Bits, second: Bits | None, scratch: numpy.ndarray[Any, Any]
+) -> int:
+    """``BITCOUNT`` of the AND of two bitmaps, without building it."""
+    if second is None:
+        return 0
+    length = min(len(first.words), len(second.words))
+    both = scratch[:length]
+    numpy.bitwise_and(first.words[:length], second.words[:length], out=both)
+    return int(numpy.bitwise_count(both).sum())
+
+
+def _first_bit(bits: Bits | None) -> int:
+    """``BITPOS key 1``: -1 for a missing or empty bitmap."""
+    if bits is None:
+        return -1
+    found = numpy.flatnonzero(bits.words.view(numpy.uint8)[: bits.size])
+    if not len(found):
+        return -1
+    byte = int(found[0])
+    return byte * 8 + 8 - int(bits.words.view(numpy.uint8)[byte]).bit_length()
+
+
+def _getbit(bits: Bits | None, offset: int) -> int:
+    if not 0 <= offset < _BIT_OFFSETS:
+        raise redis.ResponseError("bit offset is not an integer or out of range")
+    if bits is None or offset >> 3 >= bits.size:
+        return 0
+    return int(bits.words.view(numpy.uint8)[offset >> 3]) >> (7 - (offset & 7)) & 1
+
+
+def run_program(
+    words: Sequence[str],
+    values: list[Value],
+    block: Callable[[Sequence[str]], Words | None] = lambda words: None,
+) -> list[Any]:
+    """Run a program's instructions (see
+    :data:`~flask_bitmapist.store.program.PROGRAM_SCRIPT`) on ``values``,
+    the bitmap of each of its keys by number (from 1; scratch keys ``None``
+    at first; a key of another type its error), and return its results as
+    the script would.
+
+    :param block: the bitmaps of the keys of the given words as one matrix,
+        a row each, when they are consecutive rows of one (see
+        :class:`_Stack`), else ``None``.
+    :raises redis.ResponseError: where the script fails: an instruction that
+        reads a key of another type, a bit offset out of range.
+    """
+
+    def key(word: str) -> Bits | None:
+        value = values[int(word)]
+        if isinstance(value, redis.ResponseError):
+            raise value
+        return value
+
+    def exists(word: str) -> bool:
+        return values[int(word)] is not None
+
+    results: list[Any] = []
+    index = 0
+    while index < len(words):
+        op = words[index]
+        if op == "B":
+            count = int(words[index + 3])
+            sources = [key(word) for word in words[index + 4 : index + 4 + count]]
+            values[int(words[index + 2])] = bitop(words[index + 1], sources)
+            index += 4 + count
+        elif op == "U":
+            count = int(words[index + 2])
+            sources = [
+                key(word)
+                for word in words[index + 3 : index + 3 + count]
+                if exists(word)
+            ]
+            values[int(words[index + 1])] = bitop("OR", sources)
+            index += 3 + count
+        elif op == "X":
+            count = int(words[index + 1])
+            found = words[index + 2 : index + 2 + count]
+            results.append(
+                [position for position, word in enumerate(found, 1) if exists(word)]
+            )
+            index += 2 + count
+        elif op == "C":
+            bits = key(words[index + 1])
+            results.append(0 if bits is None else bits.count())
+            index += 2
+        elif op == "G":
+            bits = key(words[index + 1])
+            results.append(b"" if bits is None else bits.value())
+            index += 2
+        elif op == "T":
+            results.append(_getbit(key(words[index + 1]), int(words[index + 2])))
+            index += 3
+        elif op == "P":
+            results.append(_first_bit(key(words[index + 1])))
+            index += 2
+        elif op == "R":
+            count = int(words[index + 5])
+            cells = words[index + 6 : index + 6 + count]
+            results.append(
+                _cohort_row(
+                    key(words[index + 1]),
+                    # Read only when the row has users, as the script does.
+                    functools.partial(_read_all, key, cells),
+                    words[index + 4] == "1",
+                    functools.partial(block, cells),
+                )
+            )
+            index += 6 + count
+        else:
+            raise ValueError(f"Instruction {op!r} cannot run on the client.")
+    return results
+
+
+def _read_all(
+    key: Callable[[str], Bits | None], words: Sequence[str]
+) -> list[Bits | None]:
+    return [key(word) for word in words]
+
+
+def _cohort_row(
+    primary: Bits | None,
+    read_cells: Callable[[], list[Bits | None]],
+    replace: bool,
+    cells_block: Callable[[], Words | None],
+) -> list[int]:
+    """The script's ``R``: the primary's count, then each cell's; without
+    ``replace``, a user counts only in the first cell that holds them (the
+    cells are read only when the row has users)."""
+    total = 0 if primary is None else primary.count()
+    row = [total]
+    if primary is None or total == 0:
+        return row
+    cells = read_cells()
+    words = primary.words
+    block = cells_block() if replace else None
+    if (
+        block is not None
+        and block.shape[1] == len(words)
+        and block.nbytes <= _BLOCK_BYTES
+    ):
+        # The cells of a cohort's row are consecutive days: one AND and one
+        # count for the whole row, not one a cell.
+        counts = numpy.bitwise_count(numpy.bitwise_and(block, words)).sum(axis=1)
+        row += [int(count) for count in counts]
+        return row
+    scratch = numpy.empty(len(words), dtype=_WORD)
+    if replace:
+        for cell in cells:
+            if cell is not None and len(cell.words) == len(words):
+                # Most cells: keys of the same length, no slices to make.
+                numpy.bitwise_and(words, cell.words, out=scratch)
+                row.append(int(numpy.bitwise_count(scratch).sum()))
+            else:
+                row.append(_and_count(primary, cell, scratch))
+        return row
+    remaining = primary.words.copy()
+    for cell in cells:
+        if cell is None:
+            row.append(0)
+            continue
+        length = min(len(remaining), len(cell.words))
+        both = scratch[:length]
+        numpy.bitwise_and(remaining[:length], cell.words[:length], out=both)
+        found = int(numpy.bitwise_count(both).sum())
+        row.append(found)
+        if found:
+            remaining[:length] ^= both
+    return row
+
+
+def run_programs(
+    plans: Sequence[tuple[Sequence[str | None], Sequence[str]]], read: Reader
+) -> list[list[Any]]:
+    """Run programs on the client.
+
+    :param plans: each program's key names by number from 1 (``None`` for a
+        scratch key) and its instruction words.
+    :param read: reads the values of the key names given (every one named by
+        the plans, each once).
+    """
+    names = list(dict.fromkeys(name for keys, _ in plans for name in keys if name))
+    stack = _Stack(names, read(names))
+    results = []
+    for keys, words in plans:
+        rows = [None, *(stack.rows.get(name) if name else None for name in keys)]
+        results.append(
+            run_program(
+                words,
+                [None, *(stack.values[name] if name else None for name in keys)],
+                functools.partial(stack.block, rows),
+            )
+        )
+    return results
+
+
+class _Stack:
+    """The values read, the bitmaps of the most common length in one
+    matrix, a row each in the order read, so that consecutive keys (a
+    cohort's days) are a slice of it."""
+
+    def __init__(self, names: Sequence[str], values: Sequence[Any]) -> None:
+        widths = Counter(
+            (len(value) + 7) // 8 for value in values if isinstance(value, bytes)
+        )
+        width = widths.most_common(1)[0][0] if widths else 0
+        stacked = [
+            name
+            for name, value in zip(names, values, strict=True)
+            if isinstance(value, bytes) and (len(value) + 7) // 8 == width
+        ]
+        self.rows: dict[str, int] = {name: row for row, name in enumerate(stacked)}
+        read = dict(zip(names, values, strict=True))
+        # One copy of them all, each padded to whole words (read-only).
+        joined = b"".join(
+            part
+            for name in stacked
+            for part in (read[name], bytes(width * 8 - len(read[name])))
+        )
+        self.matrix: Words = numpy.frombuffer(joined, dtype=_WORD).reshape(
+            len(stacked), width
+        )
+        self.values: dict[str, Value] = {}
+        for name, value in read.items():
+            row = self.rows.get(name)
+            if row is None:
+                self.values[name] = (
+                    Bits.of(value) if isinstance(value, bytes) else value
+                )
+            else:
+                self.values[name] = Bits(self.matrix[row], len(value))
+
+    def block(self, rows: Sequence[int | None], words: Sequence[str]) -> Words | None:
+        """The matrix rows of the keys numbered ``words``, when they are
+        consecutive rows of it (a view, no copy), else ``None``."""
+        numbers = [rows[int(word)] for word in words]
+        first = numbers[0] if numbers else None
+        if first is None or numbers != list(range(first, first + len(numbers))):
+            return None
+        return self.matrix[first : first + len(numbers)]
