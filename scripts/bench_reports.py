@@ -49,8 +49,12 @@ shared server, other clients' commands count as well):
     bitmapist user would; and the package's bit-sliced counter sent one
     BITOP a round trip.
 
-At the end, every package result is compared with its naive one: the script
-exits with 1 if any differ.
+Beside (a), (b), (c) and (d), their floor: one round trip (an MGET) that
+reads every bitmap the query needs, then its bit operations on the client
+with numpy on 64-bit words, and the package's wall time over the floor's.
+
+At the end, every package result is compared with its naive ones and its
+floor: the script exits with 1 if any differ.
 
     python scripts/bench_reports.py                  # private redis-server, about 2 min
     python scripts/bench_reports.py --redis-url redis://127.0.0.1:6391/0
@@ -77,6 +81,7 @@ from random import Random
 from typing import Any, TypeVar, cast
 
 import bitmapist
+import numpy
 import redis
 from bitmapist import BitOpAnd, BitOpOr, BitOpXor, DayEvents, MonthEvents, WeekEvents
 
@@ -101,6 +106,8 @@ NEW_SHARE = 1 / 20
 STEP_SHARE = 0.6
 #: The commands whose calls each side's counted run reports.
 COMMANDS = ("evalsha", "eval", "bitop", "bitcount", "exists", "get", "scan")
+#: The label of each query's floor (one MGET, then numpy).
+FLOOR = "floor (MGET + numpy)"
 #: The naive funnel's and stickiness's scratch keys.
 SCRATCH = "bench_reports_scratch:"
 
@@ -390,6 +397,136 @@ def naive_stickiness_bitops(client: redis.Redis) -> list[int]:
     return totals
 
 
+# -- the floors ---------------------------------------------------------------
+# Each query's floor: one round trip (an MGET) that reads every bitmap it
+# needs, then its bit operations on the client, with numpy on 64-bit words.
+
+
+def read_words(client: redis.Redis, keys: Sequence[str]) -> Any:
+    """The bitmaps of ``keys`` in one MGET, as a matrix of 64-bit words, a
+    key a row, each padded with zeros to the longest."""
+    values = [value or b"" for value in cast(list[Any], client.mget(keys))]
+    width = (max(len(value) for value in values) + 7) // 8 * 8
+    joined = b"".join(value.ljust(width, b"\0") for value in values)
+    return numpy.frombuffer(joined, dtype=numpy.uint64).reshape(len(keys), -1)
+
+
+def count(bits: Any) -> int:
+    return int(numpy.bitwise_count(bits).sum())
+
+
+def history_keys(client: redis.Redis, data: Data, day: datetime) -> list[str]:
+    """The keys whose union is every "visit" before ``day`` (those of
+    :func:`naive_history`)."""
+    return [str(events.redis_key) for events in naive_history(client, data, day)]
+
+
+def history_and_days(
+    client: redis.Redis, data: Data, days: list[datetime], first: int
+) -> tuple[Any, Any]:
+    """In one MGET: every "visit" before ``days[first]`` (the OR of its
+    history's keys, zeros for none), and the bitmap of each of ``days``."""
+    before = history_keys(client, data, days[first])
+    bits = read_words(client, [*before, *(day_key(EVENT, day) for day in days)])
+    return numpy.bitwise_or.reduce(bits[: len(before)], axis=0), bits[len(before) :]
+
+
+def floor_first_time_cohort(
+    client: redis.Redis, data: Data, size: int
+) -> tuple[list[list[int | None]], list[int]]:
+    """(a)'s floor: the history before the first row and the rows' days in
+    one MGET; each row's users less the history, the history grown row by
+    row; each cell the AND with the OR of the days from its column's on."""
+    history, rows = history_and_days(
+        client, data, [day_of(size - 1 - row) for row in range(size)], 0
+    )
+    later = numpy.bitwise_or.accumulate(rows[::-1], axis=0)[::-1]
+    table: list[list[int | None]] = []
+    totals = []
+    for row in range(size):
+        users = rows[row] & ~history
+        history = history | rows[row]
+        total = count(users)
+        totals.append(total)
+        if not total:
+            table.append([None] * size)
+            continue
+        table.append(
+            [
+                count(users & later[row + column]) if row + column < size else None
+                for column in range(size)
+            ]
+        )
+    return table, totals
+
+
+def floor_funnel(client: redis.Redis, size: int) -> list[list[int]]:
+    """(b)'s floor: every step's days in one MGET, then the recurrence."""
+    days = [day_of(size - 1 - index) for index in range(size)]
+    bits = read_words(client, [day_key(step, day) for step in STEPS for day in days])
+    steps = bits.reshape(len(STEPS), size, -1)
+    seen = numpy.zeros(bits.shape[1], dtype=numpy.uint64)
+    rows = []
+    for entry in range(size):
+        first = steps[0][entry]
+        entered = first & ~seen
+        seen = seen | first
+        row = [count(entered)]
+        window = min(WITHIN, size - 1 - entry) + 1
+        reached = [entered] * window
+        for step in steps[1:]:
+            done = [reached[0] & step[entry]]
+            for index in range(1, window):
+                done.append(done[-1] | (reached[index] & step[entry + index]))
+            row.append(count(done[-1]))
+            reached = done
+        rows.append(row)
+    return rows
+
+
+def floor_lifecycle(
+    client: redis.Redis, data: Data, size: int
+) -> list[tuple[int, int, int, int]]:
+    """(c)'s floor: the history before the first day and the days (and the
+    one before them) in one MGET, the history grown day by day."""
+    history, active = history_and_days(
+        client, data, [day_of(offset) for offset in range(size, -1, -1)], 1
+    )
+    rows = []
+    for index in range(1, size + 1):
+        today, yesterday = active[index], active[index - 1]
+        in_both = count(today & yesterday)
+        seen_before = count(today & history)
+        rows.append(
+            (
+                count(today) - seen_before,
+                in_both,
+                seen_before - in_both,
+                count(yesterday) - in_both,
+            )
+        )
+        history = history | today
+    return rows
+
+
+def floor_stickiness(client: redis.Redis) -> list[int]:
+    """(d)'s floor: the month's days in one MGET, a bit-sliced counter of
+    each user's days, then the users of each count."""
+    days = month_days()
+    bits = read_words(client, [day_key(EVENT, day) for day in days])
+    counters = [numpy.zeros(bits.shape[1], dtype=numpy.uint64)] * len(days).bit_length()
+    for day in bits:
+        carry = day
+        for index, counter in enumerate(counters):
+            counters[index], carry = counter ^ carry, counter & carry
+    per_user = sum(
+        numpy.unpackbits(counter.view(numpy.uint8)).astype(numpy.int64) << index
+        for index, counter in enumerate(counters)
+    )
+    users_with = numpy.bincount(per_user, minlength=len(days) + 1)
+    return [int(users) for users in users_with[1:]]
+
+
 # -- measuring ----------------------------------------------------------------
 
 
@@ -487,6 +624,10 @@ def report(title: str, sides: list[Side], rounds: int) -> None:
               f"{side.trips:>5,} round trip(s)  {commands}")  # fmt: skip
     package = sides[0]
     for side in sides[1:]:
+        if side.label == FLOOR:
+            ratio = package.median_wall / side.median_wall
+            print(f"  {package.label} / the floor: {ratio:.2f}x wall time")
+            continue
         print(f"  ratio {side.label} / {package.label}: "
               f"{side.median_wall / package.median_wall:.1f}x wall time, "
               f"{side.median_cpu / package.median_cpu:.1f}x CPU time (Redis's "
@@ -563,6 +704,7 @@ def run(redis_url: str, users_per_day: int, days: int, size: int, rounds: int) -
             "naive, each union once",
             lambda: naive_first_time_cohort(client, data, size, unions_once=True),
         ),
+        Side(FLOOR, lambda: floor_first_time_cohort(client, data, size)),
     ]
     measure(first_time, rounds, sends, server)
     report(f"(a) {size}x{size} cohort by days, cohort=\"first_time\", "
@@ -602,6 +744,7 @@ def run(redis_url: str, users_per_day: int, days: int, size: int, rounds: int) -
             lambda: get_funnel(STEPS, "days", size, WITHIN, NOW, store).rows,
         ),
         Side("naive (a round trip per BITOP)", lambda: naive_funnel(client, size)),
+        Side(FLOOR, lambda: floor_funnel(client, size)),
     ]
     measure(funnel, rounds, sends, server)
     report(f"(b) {len(STEPS)}-step funnel over {size} days, within={WITHIN}",
@@ -617,6 +760,7 @@ def run(redis_url: str, users_per_day: int, days: int, size: int, rounds: int) -
             ],
         ),
         Side("naive (bitmapist, per day)", lambda: naive_lifecycle(client, data, size)),
+        Side(FLOOR, lambda: floor_lifecycle(client, data, size)),
     ]
     measure(lifecycle, rounds, sends, server)
     report(f"(c) {size}-day lifecycle", lifecycle, rounds)
@@ -626,6 +770,7 @@ def run(redis_url: str, users_per_day: int, days: int, size: int, rounds: int) -
         Side("get_stickiness", lambda: get_stickiness(EVENT, "months", NOW, store)),
         Side("naive (DayEvents iterated)", lambda: naive_stickiness_iterated(client)),
         Side("naive (a round trip per BITOP)", lambda: naive_stickiness_bitops(client)),
+        Side(FLOOR, lambda: floor_stickiness(client)),
     ]
     measure(stickiness, rounds, sends, server)
     report(f"(d) stickiness of {NOW:%B %Y} ({len(month_days())} days)",

@@ -233,20 +233,35 @@ def test_reports_benchmark_checks_every_query_against_its_naive_one(
         out,
         re.MULTILINE,
     )
+    floor = "floor (MGET + numpy)"
     assert sides == [
         ("get_cohort", "1"),
         ("naive (bitmapist, per cell)", "66"),
         ("naive, each union once", "56"),
+        (floor, "1"),
         ("get_cohort", "1"),
         ("original algorithm", "36"),
         ("get_funnel", "1"),
         ("naive (a round trip per BITOP)", "139"),
+        (floor, "1"),
         ("get_lifecycle", "1"),
         ("naive (bitmapist, per day)", "36"),
+        (floor, "1"),
         ("get_stickiness", "1"),
         ("naive (DayEvents iterated)", "31"),
         ("naive (a round trip per BITOP)", "432"),
+        (floor, "1"),
     ]
+    floors = re.findall(
+        r"^  (\w+) / the floor: (\d+\.\d\d)x wall time$", out, re.MULTILINE
+    )
+    assert [name for name, _ in floors] == [
+        "get_cohort",
+        "get_funnel",
+        "get_lifecycle",
+        "get_stickiness",
+    ]
+    assert all(float(ratio) > 0 for _, ratio in floors)
     assert re.findall(
         r"^  ratio (.+) / (\w+): \d+\.\dx wall time, \d+\.\dx CPU time \(Redis's "
         r"and the client's\)$",
@@ -267,6 +282,9 @@ def test_reports_benchmark_checks_every_query_against_its_naive_one(
     )
 
 
+# scripts/bench_curve.py reuses scripts/bench_queries.py's seeding and floors,
+# which name keys with bitmapist's classes: it needs the bitmapist extra.
+@pytest.mark.bitmapist
 def test_cost_curve_prints_every_figure_at_each_size(redis_url: str) -> None:
     output = run_script("bench_curve.py", "--quick", "--redis-url", redis_url)
     table = output.split("(j) the cost curve")[1]
