@@ -4,6 +4,7 @@ view that raises."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Flask, abort, g, jsonify, request, session
@@ -148,4 +149,37 @@ def create_app(redis_url: str, instance_path: str, rules: Any, **config: Any) ->
         return response
 
     FlaskBitmapist(app)
+    return app
+
+
+def page_app(
+    redis_url: str, folder: Path, rules: str, name: str = "pages", **config: Any
+) -> Flask:
+    """A small app for the rules hooks' tests, without the extension yet (so
+    a test can register hooks before it): ``rules`` written to a file in
+    ``folder``, the sync writer, ``/page`` (``?explode=1`` raises, ``?gone=1``
+    answers 410) and ``/other``."""
+    path = folder / f"rules-{name}.yaml"
+    path.write_text(rules)
+    app = Flask(name, instance_path=str(folder / f"instance-{name}"))
+    app.config.update(
+        TESTING=True,
+        BITMAPIST_REDIS_URL=redis_url,
+        BITMAPIST_RULES=str(path),
+        BITMAPIST_WRITE_MODE="sync",
+        **config,
+    )
+
+    @app.get("/page")
+    def page() -> Any:
+        if request.args.get("explode"):
+            raise RuntimeError("the view failed")
+        if request.args.get("gone"):
+            abort(410)
+        return "page"
+
+    @app.get("/other")
+    def other() -> str:
+        return "other"
+
     return app

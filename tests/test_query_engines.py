@@ -345,3 +345,24 @@ def test_the_redis_engines_overview_scripts_are_bounded_by_bytes(
     assert counts[0] == counts[1]
     assert [counts[0][name].year for name in names] == [30, 30, 30]
     assert [counts[0][name].day for name in names] == [1, 1, 1]
+
+
+def test_init_app_does_not_import_numpy_until_a_query(redis_url: str) -> None:
+    """ "auto" is resolved at the first query, not at init_app: importing
+    numpy (54 ms) is not paid by an app, or a `flask` command, that reads no
+    report."""
+    code = f"""
+import sys
+from flask import Flask
+from flask_bitmapist import FlaskBitmapist
+app = Flask("lazy")
+app.config.update(TESTING=True, BITMAPIST_REDIS_URL={redis_url!r})
+FlaskBitmapist(app)
+store = app.extensions["bitmapist"].state(app).store
+print("numpy" in sys.modules, repr(store).endswith("'auto')"))
+print(store.engine, "numpy" in sys.modules)
+"""
+    output = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert output == ["False True", "client True"]

@@ -21,6 +21,7 @@ import redis
 from flask import Flask, abort, request
 from keys import day_key, users_by_event
 from keys import users as key_users
+from rules_app import page_app
 
 from flask_bitmapist import FlaskBitmapist, mark_event
 from flask_bitmapist.store.writer import Mark, PartialWrite, mark_periods, write_marks
@@ -62,26 +63,7 @@ def _app(
     redis_url: str, tmp_path: Path, mode: str, name: str = "review", **config: Any
 ) -> Flask:
     rules = AFTER_RULES + (BEFORE_RULE if mode == MODES[1] else "")
-    path = tmp_path / f"rules-{name}.yaml"
-    path.write_text(rules)
-    app = Flask(name, instance_path=str(tmp_path / f"instance-{name}"))
-    app.config.update(
-        TESTING=True,
-        BITMAPIST_REDIS_URL=redis_url,
-        BITMAPIST_RULES=str(path),
-        BITMAPIST_WRITE_MODE="sync",
-        **config,
-    )
-
-    @app.get("/page")
-    def page() -> str:
-        return "page"
-
-    @app.get("/other")
-    def other() -> str:
-        return "other"
-
-    return app
+    return page_app(redis_url, tmp_path, rules, name, **config)
 
 
 @pytest.fixture

@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 import redis
-from flask import Blueprint, Flask, abort, after_this_request, request
+from flask import Blueprint, Flask, after_this_request, request
 from keys import users_by_event
+from rules_app import page_app
 
 from flask_bitmapist import FlaskBitmapist
 
@@ -60,34 +61,7 @@ def mode(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def make_rules_app(mode: str, redis_url: str, tmp_path: Path) -> Callable[..., Flask]:
     rules = AFTER_RULES + (BEFORE_RULE if mode == "with a before rule" else "")
-    path = tmp_path / "rules.yaml"
-    path.write_text(rules)
-
-    def factory(**config: Any) -> Flask:
-        app = Flask("hooks", instance_path=str(tmp_path / "instance"))
-        app.config.update(
-            TESTING=True,
-            BITMAPIST_REDIS_URL=redis_url,
-            BITMAPIST_RULES=str(path),
-            BITMAPIST_WRITE_MODE="sync",
-            **config,
-        )
-
-        @app.get("/page")
-        def page() -> Any:
-            if request.args.get("explode"):
-                raise RuntimeError("the view failed")
-            if request.args.get("gone"):
-                abort(410)
-            return "page"
-
-        @app.get("/other")
-        def other() -> str:
-            return "other"
-
-        return app
-
-    return factory
+    return lambda **config: page_app(redis_url, tmp_path, rules, "hooks", **config)
 
 
 @pytest.fixture

@@ -269,13 +269,7 @@ def _cells_per_script(store: Store, shards: list[int], newest: list[EventSet]) -
     for event_set in newest:
         # Counted, so that a set that is an event's own key is named too.
         probe.count(event_set.emit(probe))
-    names = [
-        name
-        for shard in shards
-        for name in probe.stored_keys(store.layout, shard)
-        if name is not None
-    ]
-    longest = max(store.sizes(names), default=0)
+    longest = max(store.stored_sizes(probe, shards), default=0)
     return max(1, min(_CELLS_PER_PROGRAM, _SCRIPT_CELL_BYTES // max(longest, 1)))
 
 

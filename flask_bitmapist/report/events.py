@@ -835,13 +835,7 @@ def _events_per_script(
     probe = Program()
     for period in periods:
         probe.count(emit_period(probe, name, period))
-    names = [
-        key
-        for shard in shards
-        for key in probe.stored_keys(store.layout, shard)
-        if key is not None
-    ]
-    per_event = sum(store.sizes(names))
+    per_event = sum(store.stored_sizes(probe, shards))
     return max(1, min(EVENTS_PER_PROGRAM, _SCRIPT_BYTES // max(per_event, 1)))
 
 

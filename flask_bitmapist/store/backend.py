@@ -20,6 +20,7 @@ query learns the shards with one GET, never a SCAN.
 from __future__ import annotations
 
 import contextlib
+import functools
 import uuid
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -101,16 +102,18 @@ class Store:
         self.client = client
         self.layout = layout
         self.id_map = id_map
-        #: Where programs run: ``"client"`` or ``"redis"`` (``"auto"`` is
-        #: resolved here: the client when numpy is installed).
-        self.engine: QueryEngine = resolve_engine(engine)
+        # "auto" is resolved at the first query (see engine): importing
+        # numpy takes 54 ms, which init_app and every `flask` command of an
+        # app that never reads a report would pay.
+        self._engine_choice = engine if engine == "auto" else resolve_engine(engine)
         # The length of each key read last (see read): a prediction, so a
         # race between threads costs at most a longer round trip.
         self._sizes: dict[str, int] = {}
 
     def __repr__(self) -> str:
         return (
-            f"Store({self.client!r}, {self.layout!r}, {self.id_map!r}, {self.engine!r})"
+            f"Store({self.client!r}, {self.layout!r}, {self.id_map!r}, "
+            f"{self._engine_choice!r})"
         )
 
     def shards(self) -> list[int]:
@@ -190,14 +193,30 @@ class Store:
             results[index] = reply
         return results
 
-    def sizes(self, names: Sequence[str]) -> list[int]:
-        """``STRLEN`` of each key of ``names`` (0 for a missing one): one
-        round trip per node.
+    @functools.cached_property
+    def engine(self) -> QueryEngine:
+        """Where programs run: ``"client"`` or ``"redis"`` (``"auto"``, the
+        default, is the client when numpy 2 is installed)."""
+        return resolve_engine(self._engine_choice)
+
+    def stored_sizes(self, program: Program, shards: Sequence[int]) -> list[int]:
+        """``STRLEN`` of each stored key ``program`` names, in each of
+        ``shards`` (0 for a missing one): one round trip per node.
 
         :raises redis.RedisError: the first error of a key that failed every
             time (a key of another type).
         """
-        return self._replies([(name, ("STRLEN", name)) for name in names])
+        names = [
+            name
+            for shard in shards
+            for name in program.stored_keys(self.layout, shard)
+            if name is not None
+        ]
+        sizes = self._key_replies([(name, ("STRLEN", name)) for name in names])
+        for size in sizes:
+            if isinstance(size, Exception):
+                raise size
+        return sizes
 
     def read(self, names: Sequence[str]) -> list[bytes | redis.ResponseError | None]:
         """The value of each key of ``names``: ``None`` for a missing one (or
@@ -339,20 +358,11 @@ class Store:
         return values
 
     def _key_replies(self, commands: Sequence[Command]) -> list[Any]:
-        """:meth:`send` ``commands``; a key's own error (``WRONGTYPE``) is
-        its reply, any other error raised."""
+        """:meth:`send` ``commands`` (none: no round trip); a key's own
+        error (``WRONGTYPE``) is its reply, any other error raised."""
         replies = self.send(commands, _READ_ATTEMPTS) if commands else []
         for reply in replies:
             if isinstance(reply, Exception) and not _is_key_error(reply):
-                raise reply
-        return replies
-
-    def _replies(self, commands: Sequence[Command]) -> list[Any]:
-        """:meth:`send` ``commands`` (none: no round trip); raise the first
-        error of one that failed every time."""
-        replies = self.send(commands, _READ_ATTEMPTS) if commands else []
-        for reply in replies:
-            if isinstance(reply, Exception):
                 raise reply
         return replies
 
