@@ -192,6 +192,22 @@ def test_a_session_that_fails_to_save_marks_its_request_once_as_it_was(
     assert queued(app) == 1
 
 
+def test_a_request_context_that_ends_without_a_response_or_an_error_is_not_marked(
+    make_rules_app: Callable[..., Flask], marked: Any
+) -> None:
+    """The teardown hook marks only a request that ended with an exception
+    (Flask passes it the error): a context pushed by hand, whose view never
+    ran, is no request that failed. The same request dispatched is marked."""
+    app = make_rules_app()
+    FlaskBitmapist(app)
+    with app.test_request_context("/page?uid=1"):
+        app.preprocess_request()
+    with app.test_request_context("/page?uid=2"):
+        app.full_dispatch_request()
+    assert marked() == {"page:ok": {2}}
+    assert queued(app) == 1
+
+
 def test_abort_and_unknown_urls_count_with_their_status(
     make_rules_app: Callable[..., Flask], marked: Any
 ) -> None:

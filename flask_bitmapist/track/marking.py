@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import Any, TypeVar, cast
 
-from flask import Flask
+from flask import Flask, current_app
 
 from ..config import DEFAULT_MAX_USER_ID
 from ..state import AppState, current_app_and_state, current_state, resolve_store
@@ -25,14 +25,20 @@ F = TypeVar("F", bound=Callable[..., Any])
 UserIdSource = Any | Callable[[], Any]
 
 
-def submit_marks(app: Flask, state: AppState, marks: Sequence[Mark]) -> None:
+def submit_marks(app: Flask | None, state: AppState, marks: Sequence[Mark]) -> None:
     """Hand ``marks`` to the app's writer (one round trip in sync mode) and send
     :data:`~flask_bitmapist.track.signals.event_marked` for each one that went
     through: written in sync mode (none when the write failed), queued in
     background mode (not those a full queue dropped). Every source of marks
-    goes through here."""
+    goes through here.
+
+    :param app: the signal's sender; ``None`` for the current app, looked up
+        only when the signal has receivers.
+    """
     accepted = state.writer.submit_many(marks)
     if event_marked.receivers:
+        if app is None:
+            app = current_app._get_current_object()  # type: ignore[attr-defined]
         for mark in accepted:
             event_marked.send(
                 app, event_name=mark.event_name, user_id=mark.user_id, when=mark.when
