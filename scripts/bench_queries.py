@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import importlib.util
 import io
 import json
 import multiprocessing
@@ -359,7 +360,8 @@ def import_benchmark(redis_url: str, count: int) -> None:
         raise AssertionError("the import and the mark_event loop wrote different bits")
     client.flushdb()
     setbits_per_second = count * 3 / import_seconds
-    print(f"\n(f) importing {count:,} events")
+    parser = "orjson" if importlib.util.find_spec("orjson") else "json (no orjson)"
+    print(f"\n(f) importing {count:,} events, lines parsed by {parser}")
     print(f"  flask bitmapist import      {count / import_seconds:12,.0f} events/s")
     print(f"  bitmapist.mark_event loop   {count / loop_seconds:12,.0f} events/s")
     print(

@@ -7,26 +7,51 @@ the same keys as :func:`~flask_bitmapist.mark_event`, in batches of
 writer's :func:`~flask_bitmapist.store.writer.write_marks`), rather than a round trip
 per event. SETBIT is idempotent, so importing a file twice leaves Redis as the
 first import left it.
+
+Marks are read :data:`WINDOW` at a time and written grouped by event and
+day, so that a batch holds many marks of few keys: the writer sends a key
+with many marks close together as one bitmap rather than a SETBIT a mark
+(:func:`~flask_bitmapist.store.writer.dense_pieces`). Importing only sets
+bits, so the order in which they are written changes nothing.
+
+JSON Lines are parsed with orjson when it is installed (the ``fast``
+extra), about four times as fast as :mod:`json`. A line that orjson's
+parse does not turn into a mark is read again with :mod:`json`, so each
+line gives the same mark, or the same error, with or without orjson: the
+two differ only on what makes a line malformed (orjson reads an integer
+beyond 64 bits as a float, and refuses ``NaN``), and every value a mark
+takes is a str or an int within 64 bits.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, Literal
+from datetime import datetime, timezone
+from typing import Any, Literal, NoReturn
 
 from ..config import DEFAULT_MAX_USER_ID
 from ..store.backend import Client, Store
-from ..store.layout import to_mark_time, validate_event_name
+from ..store.layout import (
+    FIRST_MARK_TIME,
+    LAST_MARK_TIME,
+    to_mark_time,
+    validate_event_name,
+)
 from ..store.writer import Mark, PartialWrite, write_marks
 from .ids import to_user_id
 
 Format = Literal["jsonl", "csv"]
 #: Marks per write: one script run of this size holds Redis for some 20 ms.
 BATCH = 10_000
+#: Marks read before they are grouped by event and day and written, in
+#: batches of :data:`BATCH`: writing 300,000 marks of 3 events over 30 days
+#: took 1.63 us a mark this way, 1.97 us in the order of the file.
+WINDOW = 10 * BATCH
+_FIRST_YEAR = FIRST_MARK_TIME.year
+_END_YEAR = LAST_MARK_TIME.year
 CSV_COLUMNS = ("event", "user", "time")
 
 
@@ -60,7 +85,21 @@ def parse_time(value: Any) -> datetime:
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise ValueError(f"time must be an ISO 8601 string, got {value!r}") from None
+    if moment.tzinfo is timezone.utc and _FIRST_YEAR <= moment.year < _END_YEAR:
+        # A time already in UTC, as most logs write them: nothing to convert
+        # (a third of the time a line took to read), and its year tells
+        # whether it is within the years marks may have.
+        return moment
     return to_mark_time(moment)
+
+
+def _orjson_loads() -> Callable[[str], Any] | None:
+    """orjson's ``loads`` when orjson is installed (the ``fast`` extra)."""
+    try:
+        import orjson
+    except ImportError:
+        return None
+    return orjson.loads
 
 
 def _mark(
@@ -71,21 +110,31 @@ def _mark(
     id_map: bool,
 ) -> Mark:
     if not isinstance(record, dict):
+        _explain_record(record)
+    try:
+        event, user, time = record["event"], record["user"], record["time"]
+    except KeyError:
+        _explain_record(record)
+    event_name = validate_event_name(event)
+    user_id: int | str | None
+    if user.__class__ is int and not id_map and 0 <= user <= max_user_id:
+        # to_user_id's answer for the commonest id, without the call.
+        user_id = user
+    else:
+        user_id = to_user_id(event_name, user, max_user_id=max_user_id, id_map=id_map)
+    if user_id is None:
+        raise ValueError("user must not be empty")
+    return Mark(event_name, user_id, parse_time(time), track_hourly, track_unique)
+
+
+def _explain_record(record: Any) -> NoReturn:
+    """Why ``record`` is not an object with event, user and time."""
+    if not isinstance(record, dict):
         raise ValueError(
             f"expected an object with event, user and time, got {record!r}"
         )
     missing = [key for key in CSV_COLUMNS if key not in record]
-    if missing:
-        raise ValueError(f"missing {', '.join(missing)}")
-    event_name = validate_event_name(record["event"])
-    user_id = to_user_id(
-        event_name, record["user"], max_user_id=max_user_id, id_map=id_map
-    )
-    if user_id is None:
-        raise ValueError("user must not be empty")
-    return Mark(
-        event_name, user_id, parse_time(record["time"]), track_hourly, track_unique
-    )
+    raise ValueError(f"missing {', '.join(missing)}")
 
 
 def read_marks(
@@ -106,9 +155,23 @@ def read_marks(
     id the map takes (a UUID, a name, any int), written through the map.
     """
     if fmt == "jsonl":
+        fast = _orjson_loads()
         for number, text in enumerate(lines, 1):
             if not text.strip():
                 continue
+            if fast is not None:
+                try:
+                    mark = _mark(
+                        fast(text), track_hourly, track_unique, max_user_id, id_map
+                    )
+                except ValueError:
+                    # Read again below, so that the line gives json's error:
+                    # orjson reads a number beyond 64 bits as a float, and
+                    # refuses NaN, which json reads.
+                    pass
+                else:
+                    yield number, mark
+                    continue
             try:
                 yield (
                     number,
@@ -163,26 +226,37 @@ def import_marks(
     """
     result = ImportResult()
     known_shards: set[int] = set()
-    batch: list[Mark] = []
+    window: list[Mark] = []
     for _, item in marks:
         if isinstance(item, MalformedLine):
             if strict:
                 raise item
             result.skipped.append(item)
             continue
-        batch.append(item)
-        if not strict and len(batch) >= BATCH:
-            _write(store, batch, known_shards)
-            result.imported += len(batch)
-            batch = []
-    for start in range(0, len(batch), BATCH):
-        _write(store, batch[start : start + BATCH], known_shards)
-    result.imported += len(batch)
+        window.append(item)
+        if not strict and len(window) >= WINDOW:
+            _write(store, window, known_shards)
+            result.imported += len(window)
+            window = []
+    _write(store, window, known_shards)
+    result.imported += len(window)
     return result
 
 
-def _write(store: Store | Client, batch: list[Mark], known_shards: set[int]) -> None:
+def _write(store: Store | Client, marks: list[Mark], known_shards: set[int]) -> None:
+    """Write ``marks`` grouped by event and day, :data:`BATCH` at a time."""
+    groups: dict[tuple[str, int, int, int], list[Mark]] = {}
+    for mark in marks:
+        when = mark.when
+        group = (mark.event_name, when.year, when.month, when.day)
+        found = groups.get(group)
+        if found is None:
+            groups[group] = [mark]
+        else:
+            found.append(mark)
+    ordered = [mark for group in groups.values() for mark in group]
     try:
-        write_marks(store, batch, known_shards)
+        for start in range(0, len(ordered), BATCH):
+            write_marks(store, ordered[start : start + BATCH], known_shards)
     except PartialWrite as partial:
         raise partial.error from None
