@@ -12,7 +12,9 @@ Marks are read :data:`WINDOW` at a time and written grouped by event and
 day, so that a batch holds many marks of few keys: the writer sends a key
 with many marks close together as one bitmap rather than a SETBIT a mark
 (:func:`~flask_bitmapist.store.writer.dense_pieces`). Importing only sets
-bits, so the order in which they are written changes nothing.
+bits, so the order in which they are written changes nothing, except with
+the id map, which gives new ids their dense ids in the order they are
+written: there the marks are written in the order of the file.
 
 JSON Lines are parsed with orjson when it is installed (the ``fast``
 extra), about four times as fast as :mod:`json`. A line that orjson's
@@ -20,7 +22,10 @@ parse does not turn into a mark is read again with :mod:`json`, so each
 line gives the same mark, or the same error, with or without orjson: the
 two differ only on what makes a line malformed (orjson reads an integer
 beyond 64 bits as a float, and refuses ``NaN``), and every value a mark
-takes is a str or an int within 64 bits.
+takes is a str or an int within 64 bits. The one exception is a line nested
+deeper than :mod:`json` can read (about 1,000 levels, with Python's default
+recursion limit) in a field the import ignores: orjson reads up to 1,024
+levels, so with it the line gives its mark, without it a malformed line.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from datetime import datetime, timezone
 from typing import Any, Literal, NoReturn
 
 from ..config import DEFAULT_MAX_USER_ID
-from ..store.backend import Client, Store
+from ..store.backend import Client, Store, as_store
 from ..store.layout import (
     FIRST_MARK_TIME,
     LAST_MARK_TIME,
@@ -185,6 +190,8 @@ def read_marks(
                 )
             except ValueError as error:
                 yield number, MalformedLine(number, _reason(error))
+            except RecursionError:
+                yield number, MalformedLine(number, "invalid JSON: nested too deeply")
         return
     reader = csv.DictReader(lines)
     header = reader.fieldnames or []
@@ -225,6 +232,7 @@ def import_marks(
         SETBIT is idempotent).
     """
     result = ImportResult()
+    store = as_store(store)
     known_shards: set[int] = set()
     window: list[Mark] = []
     for _, item in marks:
@@ -243,8 +251,8 @@ def import_marks(
     return result
 
 
-def _write(store: Store | Client, marks: list[Mark], known_shards: set[int]) -> None:
-    """Write ``marks`` grouped by event and day, :data:`BATCH` at a time."""
+def _grouped(marks: list[Mark]) -> list[Mark]:
+    """``marks`` grouped by event and day, each group in the order given."""
     groups: dict[tuple[str, int, int, int], list[Mark]] = {}
     for mark in marks:
         when = mark.when
@@ -254,7 +262,13 @@ def _write(store: Store | Client, marks: list[Mark], known_shards: set[int]) -> 
             groups[group] = [mark]
         else:
             found.append(mark)
-    ordered = [mark for group in groups.values() for mark in group]
+    return [mark for group in groups.values() for mark in group]
+
+
+def _write(store: Store, marks: list[Mark], known_shards: set[int]) -> None:
+    """Write ``marks`` grouped by event and day (in the order given with the
+    id map), :data:`BATCH` at a time."""
+    ordered = marks if store.id_map is not None else _grouped(marks)
     try:
         for start in range(0, len(ordered), BATCH):
             write_marks(store, ordered[start : start + BATCH], known_shards)
