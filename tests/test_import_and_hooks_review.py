@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import io
 import json
+import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -180,20 +181,24 @@ def test_a_deeply_nested_line_is_a_malformed_line_not_a_crash(
     assert "MalformedLine" in result[0]
 
 
-def test_a_deep_extra_field_is_the_one_line_orjson_reads_and_json_does_not(
+def test_a_deep_extra_field_is_the_one_line_orjson_and_json_may_read_apart(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A valid line whose ignored extra field nests 1,010 deep: orjson
-    (limit 1,024) reads it into a mark; json cannot, and it is a malformed
-    line, not a crash (the documented exception to "the same mark, or the
-    same error, with or without orjson")."""
+    (limit 1,024) reads it into a mark; json reads it on Python 3.12 and
+    later (limits of 1,497 and 9,998 levels), and on 3.10 and 3.11 (995)
+    gives a malformed line, not a crash: the documented exception to "the
+    same mark, or the same error, with or without orjson"."""
     depth = 1_010
     lines = [LINE + ', "x": ' + "[" * depth + "]" * depth + "}\n"]
     with_orjson = read(lines, True, monkeypatch)
     assert isinstance(with_orjson, list) and "Mark(event_name='e'" in with_orjson[0]
-    assert read(lines, False, monkeypatch) == [
-        repr((1, MalformedLine(1, "invalid JSON: nested too deeply")))
-    ]
+    expected = (
+        with_orjson
+        if sys.version_info >= (3, 12)
+        else [repr((1, MalformedLine(1, "invalid JSON: nested too deeply")))]
+    )
+    assert read(lines, False, monkeypatch) == expected
 
 
 class Level(enum.IntEnum):

@@ -23,9 +23,9 @@ line gives the same mark, or the same error, with or without orjson: the
 two differ only on what makes a line malformed (orjson reads an integer
 beyond 64 bits as a float, and refuses ``NaN``), and every value a mark
 takes is a str or an int within 64 bits. The one exception is a line nested
-deeper than :mod:`json` can read (about 1,000 levels, with Python's default
-recursion limit) in a field the import ignores: orjson reads up to 1,024
-levels, so with it the line gives its mark, without it a malformed line.
+deeper than :mod:`json` can read (995 levels on Python 3.10 and 3.11) in
+a field the import ignores: orjson reads up to 1,024 levels, so with it the
+line gives its mark, without it a malformed line.
 """
 
 from __future__ import annotations
