@@ -156,6 +156,20 @@ def test_a_wrong_type_key_fails_the_client_run_with_redis_error(
         Store(client, engine="redis").run([(program, 0)], 60)
 
 
+def test_counts_on_the_client_are_exact_up_to_redis_largest_bitmap() -> None:
+    """The client sums word counts in 32 bits below 2**32 bits and in 64 at
+    Redis's largest bitmap (512 MB, every bit set: a count of 2**32), here
+    one word repeated without 512 MB of memory."""
+    import numpy
+
+    from flask_bitmapist.store.clientside import Bits
+
+    largest = 1 << 26
+    for words, expected in [(largest - 1, (1 << 32) - 64), (largest, 1 << 32)]:
+        every_bit = numpy.broadcast_to(numpy.uint64(~numpy.uint64(0)), (words,))
+        assert Bits(every_bit, words * 8).count() == expected
+
+
 def test_reads_go_in_chunks_of_bounded_bytes(
     client: redis.Redis, round_trips: Any
 ) -> None:

@@ -288,7 +288,15 @@ class Program:
         its number of keys, missing ones included.
         """
         destination = self.scratch()
-        self._add("U", destination, len(sources), *sources)
+        self._add("U", destination, len(sources))
+        # Without _add's checks of each word: the sources are hundreds of
+        # keys (every month since 1970), all references.
+        refs = self._refs
+        for ref in sources:
+            number = refs.get(ref)
+            if number is None:
+                number = refs[ref] = len(refs) + 1
+            self._words.append(str(number))
         return destination
 
     def difference(self, first: Ref, second: Ref) -> Scratch:
