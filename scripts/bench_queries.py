@@ -11,6 +11,11 @@
     ``bitmapist.mark_event`` over the same events, and the import's SETBITs/s
     against ``redis-benchmark`` sending pipelined SETBITs to the same server.
 
+(i) Redis kept responsive: a second process PINGs Redis while a 90x90
+    cohort by days (with replacement, and without) and a 90-day lifecycle
+    run on 1,000,000 users a day, on each engine: the PINGs' p50, p99 and
+    maximum, the longest command Redis ran (``SLOWLOG``), and the scripts.
+
 (g) The dashboard overview's counts (today, week, month, year) of 100
     events in one pipeline (``count_events``) against the original
     dashboard's loop of ``len(DayEvents(...))``, ``WeekEvents``,
@@ -61,6 +66,7 @@ from flask_bitmapist import (
     YearEvents,
     count_events,
     get_cohort,
+    get_lifecycle,
 )
 from flask_bitmapist.store.writer import Mark
 from flask_bitmapist.track.importer import import_marks, read_marks
@@ -238,34 +244,55 @@ def cohort_benchmark(
 
 
 def responsiveness_benchmark(redis_url: str, size: int, users_per_day: int) -> None:
-    """(i): a second client's PING round trips while a ``size`` x ``size``
-    cohort runs on each engine, and the longest command Redis ran for it
-    (``SLOWLOG``, every command logged during the query)."""
+    """(i): a second client's PING round trips while each query runs on each
+    engine (a ``size`` x ``size`` cohort by days with replacement, and
+    without; a ``size``-day lifecycle), and the longest command Redis ran
+    for it (``SLOWLOG``, every command logged during the query)."""
     client = redis.Redis.from_url(redis_url)
     seed_days(client, size, users_per_day, users_per_day * 3)
     apps = cohort_apps(redis_url)
-    print(f"\n(i) PING from a second client during a {size}x{size} cohort by days, "
-          f"{users_per_day:,} users a day")  # fmt: skip
+
+    def lifecycle(app: Flask) -> Any:
+        with app.app_context():
+            return get_lifecycle("active", "days", size, NOW)
+
+    queries: dict[str, Callable[[Flask], Any]] = {
+        "cohort": functools.partial(run_cohort, size=size),
+        "cohort without replacement": functools.partial(
+            run_cohort, size=size, with_replacement=False
+        ),
+        f"{size}-day lifecycle": lifecycle,
+    }
+    print(f"\n(i) PING from a second client during each query, {size}x{size} "
+          f"by days, {users_per_day:,} users a day")  # fmt: skip
     slowlog = client.config_get("slowlog-*")
     client.config_set("slowlog-log-slower-than", 0)
     client.config_set("slowlog-max-len", 100_000)
     try:
-        for engine, app in apps.items():
-            client.slowlog_reset()
-            latencies, took = pings_during(
-                redis_url, functools.partial(run_cohort, app, size)
-            )
-            longest = max(
-                (entry["duration"] for entry in client.slowlog_get(100_000)),
-                default=0,
-            )
-            latencies.sort()
-            p50 = latencies[len(latencies) // 2] * 1000
-            p99 = latencies[int(len(latencies) * 0.99)] * 1000
-            print(f"  {engine} engine: query {took * 1000:7.1f} ms, "
-                  f"{len(latencies):5d} PINGs, p50 {p50:5.2f} ms, p99 {p99:5.2f} ms, "
-                  f"max {latencies[-1] * 1000:5.2f} ms; longest command "
-                  f"{longest / 1000:5.2f} ms")  # fmt: skip
+        for label, query in queries.items():
+            answers = []
+            for engine, app in apps.items():
+                client.slowlog_reset()
+                latencies, took, answer = pings_during(
+                    redis_url, functools.partial(query, app)
+                )
+                answers.append(answer)
+                entries = client.slowlog_get(100_000)
+                longest = max((entry["duration"] for entry in entries), default=0)
+                scripts = sum(
+                    entry["command"].split(b" ")[0].upper() in (b"EVAL", b"EVALSHA")
+                    for entry in entries
+                )
+                latencies.sort()
+                p50 = latencies[len(latencies) // 2] * 1000
+                p99 = latencies[int(len(latencies) * 0.99)] * 1000
+                print(f"  {label}, {engine} engine: query {took * 1000:7.1f} ms, "
+                      f"{len(latencies):5d} PINGs, p50 {p50:5.2f} ms, "
+                      f"p99 {p99:5.2f} ms, max {latencies[-1] * 1000:5.2f} ms; "
+                      f"longest command {longest / 1000:5.2f} ms, "
+                      f"{scripts} scripts")  # fmt: skip
+            if answers[0] != answers[1]:
+                raise AssertionError(f"the engines disagree on the {label}")
     finally:
         for name, value in slowlog.items():
             client.config_set(name, value)
@@ -273,10 +300,13 @@ def responsiveness_benchmark(redis_url: str, size: int, users_per_day: int) -> N
     client.flushdb()
 
 
-def pings_during(redis_url: str, query: Callable[[], Any]) -> tuple[list[float], float]:
+def pings_during(
+    redis_url: str, query: Callable[[], Any]
+) -> tuple[list[float], float, Any]:
     """Each PING's round trip, sent one after another by another process
     (its own GIL: in this one, its thread would slow the query and be
-    slowed by it) while ``query`` runs, and the query's wall time."""
+    slowed by it) while ``query`` runs, the query's wall time and its
+    answer."""
     context = multiprocessing.get_context("spawn")
     stop, ready = context.Event(), context.Event()
     results = context.Queue()
@@ -284,12 +314,12 @@ def pings_during(redis_url: str, query: Callable[[], Any]) -> tuple[list[float],
     pinger.start()
     try:
         ready.wait(60)
-        took, _ = timed(query)
+        took, answer = timed(query)
     finally:
         stop.set()
     latencies: list[float] = results.get(timeout=60)
     pinger.join()
-    return latencies, took
+    return latencies, took, answer
 
 
 def ping_until(redis_url: str, stop: Any, ready: Any, results: Any) -> None:
