@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
@@ -154,11 +155,6 @@ class Settings:
                 f"BITMAPIST_QUERY_ENGINE must be one of {', '.join(QUERY_ENGINES)}, "
                 f"got {query_engine!r}."
             )
-        if query_engine == "client" and not numpy_installed():
-            raise ConfigError(
-                "BITMAPIST_QUERY_ENGINE 'client' needs numpy 2 or later: install "
-                "flask-bitmapist[fast], or use 'auto' or 'redis'."
-            )
         return cls(
             redis_url=redis_url,
             redis_options=_redis_options(
@@ -212,10 +208,11 @@ class Settings:
         )
 
 
+@functools.cache
 def numpy_installed() -> bool:
-    """Whether numpy 2 or later, which the ``"client"`` query engine needs,
-    is installed: numpy 1 has no ``bitwise_count``. Imports it (once per
-    process, at ``init_app``)."""
+    """Whether numpy 2 or later, with which the ``"client"`` query engine
+    runs its programs, is installed: numpy 1 has no ``bitwise_count``.
+    Imports it, once per process, at the first query on the client."""
     try:
         import numpy
     except ImportError:

@@ -60,8 +60,15 @@ def test_write_benchmark_prints_every_ratio(redis_url: str) -> None:
         ("count_events", "redis"),
     ]
     assert all(float(ratio) > 0 for _, _, ratio in floors)
+    assert re.search(
+        r"^  get_cohort, client engine on Python ints \(no numpy\) \d+\.\d ms +"
+        r"\d+\.\d\dx the floor$",
+        output,
+        re.MULTILINE,
+    )
     pings = re.findall(
-        r"^  (.+?), (client|redis) engine: query +\d+\.\d ms, +(\d+) PINGs, "
+        r"^  (.+?), (client|client \(Python ints\)|redis) engine: query +\d+\.\d ms, "
+        r"+(\d+) PINGs, "
         r"p50 +\d+\.\d\d ms, p99 +\d+\.\d\d ms, max +\d+\.\d\d ms; "
         r"longest command +\d+\.\d\d ms, (\d+) scripts$",
         output,
@@ -69,7 +76,9 @@ def test_write_benchmark_prints_every_ratio(redis_url: str) -> None:
     )
     queries = ["cohort", "cohort without replacement", "5-day lifecycle"]
     assert [(query, engine) for query, engine, _, _ in pings] == [
-        (query, engine) for query in queries for engine in ("client", "redis")
+        (query, engine)
+        for query in queries
+        for engine in ("client", "client (Python ints)", "redis")
     ]
     assert all(int(count) > 0 for _, _, count, _ in pings)
     # The Redis engine runs at least one script (SLOWLOG is the server's: on

@@ -70,11 +70,12 @@ def history_periods(period: Period) -> list[Period]:
     return [*_every_month()[: _months_before(period)], *_days_before(period)]
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=32)
 def _month_keys(event_name: str, count: int) -> tuple[EventKey, ...]:
     """The keys of ``event_name``'s first ``count`` months from January
     1970: building them was a sixth of a 30-day lifecycle's time on the
-    client (scripts/bench_reports.py)."""
+    client (scripts/bench_reports.py). About 100 KB an event in 2026, so
+    the last 32 histories asked are kept (a dashboard's few events)."""
     return tuple(EventKey(event_name, month) for month in _every_month()[:count])
 
 

@@ -20,9 +20,8 @@ query learns the shards with one GET, never a SCAN.
 from __future__ import annotations
 
 import contextlib
-import functools
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -64,6 +63,23 @@ _BYTE_BITS = tuple(
 )
 
 
+#: Programs to run on the client: each one's key names (``None`` for a
+#: scratch key) and its instruction words.
+Plans: TypeAlias = Sequence[tuple[Sequence[str | None], Sequence[str]]]
+
+
+def _client_runner() -> Callable[
+    [Plans, Callable[[Sequence[str]], list[Any]]], list[list[Any]]
+]:
+    """How the client runs programs: with numpy when it is installed
+    (:mod:`.clientside`), else on Python's ints (:mod:`.intbits`)."""
+    if numpy_installed():
+        from .clientside import run_programs
+    else:
+        from .intbits import run_programs
+    return run_programs
+
+
 def is_cluster(client: Client) -> bool:
     """Whether ``client`` is a Redis Cluster's."""
     return isinstance(client, RedisCluster)
@@ -90,6 +106,10 @@ class Store:
     :param id_map: the map from any user id to a dense int
         (``BITMAPIST_ID_MAP``), or ``None`` when user ids are the ints
         themselves.
+    :param engine: where reports' programs run (``BITMAPIST_QUERY_ENGINE``):
+        ``"client"`` (``"auto"``, the default, is the client) or
+        ``"redis"``; :attr:`engine` holds the one chosen.
+    :raises ValueError: for an unknown engine.
     """
 
     def __init__(
@@ -102,18 +122,14 @@ class Store:
         self.client = client
         self.layout = layout
         self.id_map = id_map
-        # "auto" is resolved at the first query (see engine): importing
-        # numpy takes 54 ms, which init_app and every `flask` command of an
-        # app that never reads a report would pay.
-        self._engine_choice = engine if engine == "auto" else resolve_engine(engine)
+        self.engine = resolve_engine(engine)
         # The length of each key read last (see read): a prediction, so a
         # race between threads costs at most a longer round trip.
         self._sizes: dict[str, int] = {}
 
     def __repr__(self) -> str:
         return (
-            f"Store({self.client!r}, {self.layout!r}, {self.id_map!r}, "
-            f"{self._engine_choice!r})"
+            f"Store({self.client!r}, {self.layout!r}, {self.id_map!r}, {self.engine!r})"
         )
 
     def shards(self) -> list[int]:
@@ -159,8 +175,7 @@ class Store:
         ]
         results: list[Any] = [None] * len(jobs)
         if on_client:
-            from .clientside import run_programs
-
+            run_programs = _client_runner()
             plans = [
                 (
                     jobs[index][0].stored_keys(self.layout, jobs[index][1]),
@@ -192,12 +207,6 @@ class Store:
                 raise reply
             results[index] = reply
         return results
-
-    @functools.cached_property
-    def engine(self) -> QueryEngine:
-        """Where programs run: ``"client"`` or ``"redis"`` (``"auto"``, the
-        default, is the client when numpy 2 is installed)."""
-        return resolve_engine(self._engine_choice)
 
     def stored_sizes(self, program: Program, shards: Sequence[int]) -> list[int]:
         """``STRLEN`` of each stored key ``program`` names, in each of
@@ -456,26 +465,18 @@ Command = tuple[str, tuple[str | int | bytes, ...]]
 
 
 def resolve_engine(engine: QueryEngine) -> QueryEngine:
-    """``"client"`` or ``"redis"``: ``"auto"`` is the client when numpy is
-    installed.
+    """``"client"`` or ``"redis"``: ``"auto"`` is the client, which runs
+    programs with numpy when it is installed, else on Python's ints (see
+    :func:`_client_runner`).
 
-    :raises ValueError: for ``"client"`` without numpy, or an unknown name.
+    :raises ValueError: for an unknown name.
     """
     if engine not in QUERY_ENGINES:
         raise ValueError(
             f"The query engine must be one of {', '.join(QUERY_ENGINES)}, "
             f"got {engine!r}."
         )
-    if engine == "redis":
-        return engine
-    if numpy_installed():
-        return "client"
-    if engine == "client":
-        raise ValueError(
-            "The query engine 'client' needs numpy 2 or later: install "
-            "flask-bitmapist[fast], or use 'auto' or 'redis'."
-        )
-    return "redis"
+    return "redis" if engine == "redis" else "client"
 
 
 def _execute_on_nodes(client: RedisCluster, commands: Sequence[Command]) -> list[Any]:

@@ -11,10 +11,10 @@ reads (``MGET``, ``STRLEN``, ``GETRANGE``), in round trips of about
 query never holds it for long.
 
 Used when numpy is installed (the ``fast`` extra) and ``BITMAPIST_QUERY_ENGINE``
-is ``"auto"`` or ``"client"``; the results are those of
-:data:`~flask_bitmapist.store.program.PROGRAM_SCRIPT`, instruction by
-instruction. Programs that keep a scratch key or page through one (users
-lists) always run in Redis.
+is ``"auto"`` or ``"client"`` (without numpy, :mod:`.intbits`); the results
+are those of :data:`~flask_bitmapist.store.program.PROGRAM_SCRIPT`,
+instruction by instruction (:mod:`.interpreter`). Programs that keep a
+scratch key or page through one (users lists) always run in Redis.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from typing import Any, TypeAlias
 
 import numpy
 import redis
+
+from . import interpreter
 
 __all__ = ["Bits", "run_programs"]
 
@@ -174,113 +176,29 @@ def _getbit(bits: Bits | None, offset: int) -> int:
     return int(bits.words.view(numpy.uint8)[offset >> 3]) >> (7 - (offset & 7)) & 1
 
 
-def _bits(value: Value) -> Bits | None:
-    """A key's bitmap, or the error of a key of another type raised."""
-    if isinstance(value, redis.ResponseError):
-        raise value
-    return value
-
-
 def run_program(
     words: Sequence[str],
     values: list[Value],
     block: Callable[[Sequence[str]], Words | None] = lambda words: None,
 ) -> list[Any]:
-    """Run a program's instructions (see
-    :data:`~flask_bitmapist.store.program.PROGRAM_SCRIPT`) on ``values``,
-    the bitmap of each of its keys by number (from 1; scratch keys ``None``
-    at first; a key of another type its error), and return its results as
-    the script would.
+    """Run a program's instructions on ``values`` with numpy (see
+    :func:`~flask_bitmapist.store.interpreter.run_program`).
 
     :param block: the bitmaps of the keys of the given words as one matrix,
         a row each, when they are consecutive rows of one (see
         :class:`_Stack`), else ``None``.
-    :raises redis.ResponseError: where the script fails: an instruction that
-        reads a key of another type, a bit offset out of range.
     """
-
-    def key(word: str) -> Bits | None:
-        return _bits(values[int(word)])
-
-    def exists(word: str) -> bool:
-        return values[int(word)] is not None
-
-    results: list[Any] = []
-    index = 0
-    while index < len(words):
-        op = words[index]
-        if op == "B":
-            count = int(words[index + 3])
-            sources = [key(word) for word in words[index + 4 : index + 4 + count]]
-            values[int(words[index + 2])] = bitop(words[index + 1], sources)
-            index += 4 + count
-        elif op == "U":
-            count = int(words[index + 2])
-            # Most of the sources are missing (every month since 1970): one
-            # look at each, no call.
-            read = [values[int(word)] for word in words[index + 3 : index + 3 + count]]
-            sources = [_bits(value) for value in read if value is not None]
-            values[int(words[index + 1])] = bitop("OR", sources)
-            index += 3 + count
-        elif op == "X":
-            count = int(words[index + 1])
-            found = words[index + 2 : index + 2 + count]
-            results.append(
-                [position for position, word in enumerate(found, 1) if exists(word)]
-            )
-            index += 2 + count
-        elif op == "C":
-            bits = key(words[index + 1])
-            results.append(0 if bits is None else bits.count())
-            index += 2
-        elif op == "G":
-            bits = key(words[index + 1])
-            results.append(b"" if bits is None else bits.value())
-            index += 2
-        elif op == "T":
-            results.append(_getbit(key(words[index + 1]), int(words[index + 2])))
-            index += 3
-        elif op == "P":
-            results.append(_first_bit(key(words[index + 1])))
-            index += 2
-        elif op == "R":
-            count = int(words[index + 5])
-            cells = words[index + 6 : index + 6 + count]
-            results.append(
-                _cohort_row(
-                    key(words[index + 1]),
-                    # Read only when the row has users, as the script does.
-                    functools.partial(_read_all, key, cells),
-                    words[index + 4] == "1",
-                    functools.partial(block, cells),
-                )
-            )
-            index += 6 + count
-        else:
-            raise ValueError(f"Instruction {op!r} cannot run on the client.")
-    return results
+    return interpreter.run_program(words, values, _OPERATIONS, block)
 
 
-def _read_all(
-    key: Callable[[str], Bits | None], words: Sequence[str]
-) -> list[Bits | None]:
-    return [key(word) for word in words]
-
-
-def _cohort_row(
-    primary: Bits | None,
-    read_cells: Callable[[], list[Bits | None]],
+def _cohort_cells(
+    primary: Bits,
+    cells: list[Bits | None],
     replace: bool,
     cells_block: Callable[[], Words | None],
 ) -> list[int]:
-    """The script's ``R``: the primary's count, then each cell's; without
-    ``replace``, a user counts only in the first cell that holds them (the
-    cells are read only when the row has users)."""
-    total = 0 if primary is None else primary.count()
-    row = [total]
-    if primary is None or total == 0:
-        return row
-    cells = read_cells()
+    """A cohort row's cell counts (see
+    :class:`~flask_bitmapist.store.interpreter.Operations`)."""
     words = primary.words
     block = cells_block() if replace else None
     if (
@@ -294,9 +212,9 @@ def _cohort_row(
         counts = numpy.bitwise_count(numpy.bitwise_and(block, words)).sum(
             axis=1, dtype=numpy.uint32
         )
-        row += [int(count) for count in counts]
-        return row
+        return [int(count) for count in counts]
     scratch = numpy.empty(len(words), dtype=_WORD)
+    row = []
     if replace:
         for cell in cells:
             if cell is not None and len(cell.words) == len(words):
@@ -319,6 +237,16 @@ def _cohort_row(
         if found:
             remaining[:length] ^= both
     return row
+
+
+_OPERATIONS = interpreter.Operations(
+    bitop=bitop,
+    count=Bits.count,
+    value=Bits.value,
+    getbit=_getbit,
+    first_bit=_first_bit,
+    cohort_cells=_cohort_cells,
+)
 
 
 def run_programs(
