@@ -21,9 +21,10 @@ KeyLayoutName = Literal["bitmapist", "sharded"]
 #: shards (see :mod:`flask_bitmapist.store.layout`).
 KEY_LAYOUTS: tuple[KeyLayoutName, ...] = ("bitmapist", "sharded")
 #: ``BITMAPIST_QUERY_ENGINE``'s values: where a report's bit operations run.
-#: ``"client"`` reads the bitmaps once and computes with numpy (the ``fast``
-#: extra), ``"redis"`` runs them in Redis scripts, ``"auto"`` is the client
-#: when numpy is installed (see :mod:`flask_bitmapist.store.clientside`).
+#: ``"client"`` reads the bitmaps once and computes here, with numpy when it
+#: is installed (the ``fast`` extra, :mod:`flask_bitmapist.store.clientside`),
+#: else on Python's ints (:mod:`flask_bitmapist.store.intbits`); ``"redis"``
+#: runs them in Redis scripts; ``"auto"`` is the client.
 QueryEngine = Literal["auto", "client", "redis"]
 QUERY_ENGINES: tuple[QueryEngine, ...] = ("auto", "client", "redis")
 #: ``BITMAPIST_SHARD_BITS``: shards of 2**20 ids (128 KiB per full key) by

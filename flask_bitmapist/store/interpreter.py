@@ -17,6 +17,8 @@ __all__ = ["Operations", "run_program"]
 
 #: A bitmap as an implementation holds it; ``None`` for a missing key.
 Bitmap = Any
+#: Redis's bit offsets: up to 2**32 - 1 (a string of 512 MB).
+BIT_OFFSETS = 1 << 32
 
 
 @dataclass(frozen=True)
@@ -27,8 +29,8 @@ class Operations:
         as long as the longest source, ``None`` when every source is empty.
     :ivar count: ``BITCOUNT`` of a bitmap.
     :ivar value: the string Redis would hold.
-    :ivar getbit: ``GETBIT`` (0 past the end or for a missing key); raises
-        Redis's error for an offset out of range.
+    :ivar getbit: ``GETBIT`` of an offset below :data:`BIT_OFFSETS` (0 past
+        the end or for a missing key).
     :ivar first_bit: ``BITPOS key 1``: -1 for a missing or empty bitmap.
     :ivar cohort_cells: the counts of the script's ``R`` for a row with
         users: the primary, its cells, whether with replacement (else a
@@ -109,9 +111,13 @@ def run_program(
             results.append(b"" if bits is None else operations.value(bits))
             index += 2
         elif op == "T":
-            results.append(
-                operations.getbit(key(words[index + 1]), int(words[index + 2]))
-            )
+            # Redis checks the offset before the key's type.
+            offset = int(words[index + 2])
+            if not 0 <= offset < BIT_OFFSETS:
+                raise redis.ResponseError(
+                    "bit offset is not an integer or out of range"
+                )
+            results.append(operations.getbit(key(words[index + 1]), offset))
             index += 3
         elif op == "P":
             results.append(operations.first_bit(key(words[index + 1])))
