@@ -70,6 +70,11 @@ def on_engines(client: redis.Redis, program: Program) -> dict[str, Any]:
     }
 
 
+def on_every_engine(expected: Any) -> dict[str, Any]:
+    """:func:`on_engines`'s answer when every engine gives ``expected``."""
+    return dict.fromkeys(("redis", "client", "ints"), expected)
+
+
 def write(client: redis.Redis, values: dict[str, bytes | str | None]) -> None:
     """Set each key: bytes as a string, ``"list"`` as a list, ``None`` gone."""
     client.delete(*values)
@@ -95,11 +100,7 @@ def test_getbit_out_of_range_of_a_key_of_another_type_fails_as_the_script(
     program = Program()
     program.getbit(NamedKey(KEYS[0]), offset)
     expected = ("error", "bit offset is not an integer or out of range")
-    assert on_engines(client, program) == {
-        "redis": expected,
-        "client": expected,
-        "ints": expected,
-    }
+    assert on_engines(client, program) == on_every_engine(expected)
 
 
 @pytest.mark.parametrize("value", [b"\xff", None])
@@ -112,11 +113,7 @@ def test_getbit_out_of_range_of_a_string_or_a_missing_key_fails_as_the_script(
     program.getbit(NamedKey(KEYS[0]), 2**32 - 1)
     program.getbit(NamedKey(KEYS[0]), offset)
     expected = ("error", "bit offset is not an integer or out of range")
-    assert on_engines(client, program) == {
-        "redis": expected,
-        "client": expected,
-        "ints": expected,
-    }
+    assert on_engines(client, program) == on_every_engine(expected)
 
 
 def test_existing_and_unions_of_keys_of_another_type(
@@ -130,11 +127,7 @@ def test_existing_and_unions_of_keys_of_another_type(
     program.existing([listed, missing, string])
     program.count(program.union_existing([missing, string]))
     expected = [[[1, 3], 1]]
-    assert on_engines(client, program) == {
-        "redis": expected,
-        "client": expected,
-        "ints": expected,
-    }
+    assert on_engines(client, program) == on_every_engine(expected)
     wrongtype = (
         "error",
         "WRONGTYPE Operation against a key holding the wrong kind of value",
@@ -248,11 +241,7 @@ def test_bitops_keep_the_longest_length_and_trailing_zero_bytes(
             0,
         ]
     ]
-    assert on_engines(client, program) == {
-        "redis": expected,
-        "client": expected,
-        "ints": expected,
-    }
+    assert on_engines(client, program) == on_every_engine(expected)
 
 
 def test_bitops_of_missing_keys_only_leave_no_key(
@@ -274,11 +263,7 @@ def test_bitops_of_missing_keys_only_leave_no_key(
     program.get(disjoint)
     program.first_bit(disjoint)
     expected = [[[3, 4], 0, b"", b"\x00", -1]]
-    assert on_engines(client, program) == {
-        "redis": expected,
-        "client": expected,
-        "ints": expected,
-    }
+    assert on_engines(client, program) == on_every_engine(expected)
 
 
 def test_cohort_rows_and_keys_of_another_type(client: redis.Redis, ints: None) -> None:
@@ -303,11 +288,7 @@ def test_cohort_rows_and_keys_of_another_type(client: redis.Redis, ints: None) -
     program.cohort_row(zero, [listed, first], False)
     program.cohort_row(missing, [listed], True)
     expected = [[[12, 4, 0, 8, 0], [12, 4, 0, 12, 12], [0], [0]]]
-    assert on_engines(client, program) == {
-        "redis": expected,
-        "client": expected,
-        "ints": expected,
-    }
+    assert on_engines(client, program) == on_every_engine(expected)
     failing = Program()
     failing.count(primary)
     failing.cohort_row(primary, [first, listed], True)
@@ -315,11 +296,7 @@ def test_cohort_rows_and_keys_of_another_type(client: redis.Redis, ints: None) -
         "error",
         "WRONGTYPE Operation against a key holding the wrong kind of value",
     )
-    assert on_engines(client, failing) == {
-        "redis": wrongtype,
-        "client": wrongtype,
-        "ints": wrongtype,
-    }
+    assert on_engines(client, failing) == on_every_engine(wrongtype)
 
 
 def test_values_of_several_megabytes_and_longer_than_a_read_chunk(

@@ -35,6 +35,7 @@ from redis.exceptions import (
 )
 
 from ..config import QUERY_ENGINES, QueryEngine, numpy_installed
+from .interpreter import Plans, Reader
 from .layout import BITMAPIST, KeyLayout, ShardedLayout
 from .program import PROGRAM_SCRIPT, Program
 
@@ -63,14 +64,7 @@ _BYTE_BITS = tuple(
 )
 
 
-#: Programs to run on the client: each one's key names (``None`` for a
-#: scratch key) and its instruction words.
-Plans: TypeAlias = Sequence[tuple[Sequence[str | None], Sequence[str]]]
-
-
-def _client_runner() -> Callable[
-    [Plans, Callable[[Sequence[str]], list[Any]]], list[list[Any]]
-]:
+def _client_runner() -> Callable[[Plans, Reader], list[list[Any]]]:
     """How the client runs programs: with numpy when it is installed
     (:mod:`.clientside`), else on Python's ints (:mod:`.intbits`)."""
     if numpy_installed():

@@ -32,10 +32,6 @@ from . import interpreter
 
 __all__ = ["Bits", "run_programs"]
 
-#: A read from Redis: the key names, and a callable that returns each one's
-#: value (``None`` for a missing key, the error of a key of another type),
-#: or raises the error of the read.
-Reader = Callable[[Sequence[str]], list[Any]]
 
 _WORD = numpy.uint64
 #: A bitmap's 64-bit words, or a matrix of them, a bitmap a row.
@@ -245,9 +241,7 @@ _OPERATIONS = interpreter.Operations(
 )
 
 
-def run_programs(
-    plans: Sequence[tuple[Sequence[str | None], Sequence[str]]], read: Reader
-) -> list[list[Any]]:
+def run_programs(plans: interpreter.Plans, read: interpreter.Reader) -> list[list[Any]]:
     """Run programs on the client.
 
     :param plans: each program's key names by number from 1 (``None`` for a
@@ -255,42 +249,22 @@ def run_programs(
     :param read: reads the values of the key names given (every one named by
         the plans, each once).
     """
-    names = list(dict.fromkeys(name for keys, _ in plans for name in keys if name))
+    names = interpreter.names_of(plans)
     if any("R" in words for _, words in plans):
         # The list read is dropped once stacked: kept alive beside the
         # matrix, its bytes made the heap grow and shrink on every query
         # (a cohort, and the floor beside it, 1 ms slower in
         # scripts/bench_queries.py).
-        return _run_stacked(plans, _Stack(names, read(names)))
+        stack = _Stack(names, read(names))
+        return interpreter.run_plans(plans, stack.values, _OPERATIONS, stack.blocks)
     # No cohort row to read as a block: each bitmap in its own buffer,
     # without the copy of them all into one matrix (a tenth of a 30-day
     # lifecycle's time, scripts/bench_reports.py).
-    values = {
+    bitmaps = {
         name: Bits.of(value) if isinstance(value, bytes) else value
         for name, value in zip(names, read(names), strict=True)
     }
-    return [
-        run_program(words, [None, *(values[name] if name else None for name in keys)])
-        for keys, words in plans
-    ]
-
-
-def _run_stacked(
-    plans: Sequence[tuple[Sequence[str | None], Sequence[str]]], stack: _Stack
-) -> list[list[Any]]:
-    """Run programs on the values of ``stack``, whose cohort rows read their
-    cells as one block where they can."""
-    results = []
-    for keys, words in plans:
-        rows = [None, *(stack.rows.get(name) if name else None for name in keys)]
-        results.append(
-            run_program(
-                words,
-                [None, *(stack.values[name] if name else None for name in keys)],
-                functools.partial(stack.block, rows),
-            )
-        )
-    return results
+    return interpreter.run_plans(plans, bitmaps, _OPERATIONS)
 
 
 class _Stack:
@@ -328,6 +302,14 @@ class _Stack:
                 )
             else:
                 self.values[name] = Bits(self.matrix[row], len(value))
+
+    def blocks(
+        self, keys: Sequence[str | None]
+    ) -> Callable[[Sequence[str]], Words | None]:
+        """For a program of key names ``keys``, what gives the matrix rows
+        of the keys it numbers (see :meth:`block`)."""
+        rows = [None, *(self.rows.get(name) if name else None for name in keys)]
+        return functools.partial(self.block, rows)
 
     def block(self, rows: Sequence[int | None], words: Sequence[str]) -> Words | None:
         """The matrix rows of the keys numbered ``words``, when they are

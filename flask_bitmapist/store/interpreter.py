@@ -7,18 +7,25 @@ instruction."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 import redis
 
-__all__ = ["Operations", "run_program"]
+__all__ = ["Operations", "Plans", "Reader", "names_of", "run_plans", "run_program"]
 
 #: A bitmap as an implementation holds it; ``None`` for a missing key.
 Bitmap = Any
 #: Redis's bit offsets: up to 2**32 - 1 (a string of 512 MB).
 BIT_OFFSETS = 1 << 32
+#: Programs to run on the client: each one's key names by number from 1
+#: (``None`` for a scratch key) and its instruction words.
+Plans: TypeAlias = Sequence[tuple[Sequence[str | None], Sequence[str]]]
+#: A read from Redis: the key names, and a callable that returns each one's
+#: value (``None`` for a missing key, the error of a key of another type),
+#: or raises the error of the read.
+Reader: TypeAlias = Callable[[Sequence[str]], list[Any]]
 
 
 @dataclass(frozen=True)
@@ -142,3 +149,32 @@ def run_program(
         else:
             raise ValueError(f"Instruction {op!r} cannot run on the client.")
     return results
+
+
+def names_of(plans: Plans) -> list[str]:
+    """Every key name the plans read, once each, in the order named."""
+    return list(dict.fromkeys(name for keys, _ in plans for name in keys if name))
+
+
+def run_plans(
+    plans: Plans,
+    bitmaps: Mapping[str, Any],
+    operations: Operations,
+    block: Callable[[Sequence[str | None]], Callable[[Sequence[str]], Any]]
+    | None = None,
+) -> list[list[Any]]:
+    """Run each program of ``plans`` on ``bitmaps``, each key name's bitmap
+    (or the error of a key of another type).
+
+    :param block: given a program's key names, what
+        :func:`run_program` takes as its ``block``.
+    """
+    return [
+        run_program(
+            words,
+            [None, *(bitmaps[name] if name else None for name in keys)],
+            operations,
+            *(() if block is None else (block(keys),)),
+        )
+        for keys, words in plans
+    ]

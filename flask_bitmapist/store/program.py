@@ -289,14 +289,9 @@ class Program:
         """
         destination = self.scratch()
         self._add("U", destination, len(sources))
-        # Without _add's checks of each word: the sources are hundreds of
+        # Without _add's look at each word: the sources are hundreds of
         # keys (every month since 1970), all references.
-        refs = self._refs
-        for ref in sources:
-            number = refs.get(ref)
-            if number is None:
-                number = refs[ref] = len(refs) + 1
-            self._words.append(str(number))
+        self._words += [str(self._number(ref)) for ref in sources]
         return destination
 
     def difference(self, first: Ref, second: Ref) -> Scratch:
