@@ -205,50 +205,61 @@ class Level(enum.IntEnum):
     LOW = 3
 
 
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
 @pytest.mark.parametrize("id_map", [False, True])
 @pytest.mark.parametrize(
     "user",
     [0, 1, 16_777_215, 16_777_216, -1, True, False, Level.LOW, 2**64, "7", "007"],
 )
-def test_the_fast_id_path_gives_what_to_user_id_gives(user: Any, id_map: bool) -> None:
-    """The int fast path in _mark agrees with to_user_id."""
-    record = {"event": "e", "user": user, "time": "2026-01-01T00:00:00Z"}
-
-    def outcome(call: Any) -> Any:
-        try:
-            return call()
-        except ValueError as error:
-            return f"error: {error}"
-
-    got = outcome(lambda: importer._mark(record, False, False, 16_777_215, id_map))
-    want = outcome(lambda: to_user_id("e", user, max_user_id=16_777_215, id_map=id_map))
-    if isinstance(got, Mark):
-        assert got.user_id == want
-        assert type(got.user_id) is type(want)
+def test_the_fast_id_path_gives_what_to_user_id_gives(
+    user: Any, id_map: bool, fmt: str
+) -> None:
+    """The importer's fast path (taken once a line has named the event)
+    reads an id as to_user_id reads what the line holds."""
+    time = "2026-01-01T00:00:00Z"
+    if fmt == "jsonl":
+        lines = [
+            json.dumps({"event": "e", "user": 1, "time": time}),
+            json.dumps({"event": "e", "user": user, "time": time}),
+        ]
+        held = json.loads(lines[1])["user"]
     else:
-        assert got == want
+        held = str(int(user)) if isinstance(user, int) else user
+        lines = ["event,user,time", f"e,1,{time}", f"e,{held},{time}"]
+    _, item = list(read_marks(lines, fmt, id_map=id_map))[1]  # type: ignore[arg-type]
+    try:
+        want = to_user_id("e", held, max_user_id=16_777_215, id_map=id_map)
+    except ValueError as error:
+        assert isinstance(item, MalformedLine)
+        assert item.reason == str(error).rstrip(".")
+    else:
+        assert isinstance(item, Mark)
+        assert item.user_id == want
+        assert type(item.user_id) is type(want)
 
 
-@pytest.mark.parametrize(
-    "text",
-    [
-        "2026-03-14T15:09:26.535897Z",
-        "2026-03-14T15:09:26z",
-        "2026-03-14T15:09:26+00:00",
-        "2026-03-14T15:09:26-00:00",
-        "2026-03-14T15:09:26+00:00:00",
-        "2026-03-14T15:09:26",
-        "2026-03-14",
-        "1970-01-01T00:00:00Z",
-        "2099-12-31T23:59:59.999999Z",
-        "2100-01-01T00:00:00Z",
-        "1969-12-31T23:59:59Z",
-        "2099-12-31T23:00:00-01:00",
-        "1970-01-01T00:30:00+01:00",
-        "0001-01-01T00:00:00+00:00",
-        "9999-12-31T23:59:59-23:59",
-    ],
-)
+#: Times in UTC, naive, in other offsets, at and beyond the years marks may
+#: have.
+TIMES = [
+    "2026-03-14T15:09:26.535897Z",
+    "2026-03-14T15:09:26z",
+    "2026-03-14T15:09:26+00:00",
+    "2026-03-14T15:09:26-00:00",
+    "2026-03-14T15:09:26+00:00:00",
+    "2026-03-14T15:09:26",
+    "2026-03-14",
+    "1970-01-01T00:00:00Z",
+    "2099-12-31T23:59:59.999999Z",
+    "2100-01-01T00:00:00Z",
+    "1969-12-31T23:59:59Z",
+    "2099-12-31T23:00:00-01:00",
+    "1970-01-01T00:30:00+01:00",
+    "0001-01-01T00:00:00+00:00",
+    "9999-12-31T23:59:59-23:59",
+]
+
+
+@pytest.mark.parametrize("text", TIMES)
 def test_parse_time_fast_path_gives_what_converting_gives(text: str) -> None:
     """A UTC time checked by its year gives the slow path's answer."""
 
@@ -263,6 +274,31 @@ def test_parse_time_fast_path_gives_what_converting_gives(text: str) -> None:
     assert outcome(lambda: importer.parse_time(text)) == outcome(
         lambda: to_mark_time(datetime.fromisoformat(slow_text))
     )
+
+
+@pytest.mark.parametrize("text", TIMES)
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_the_readers_fast_path_reads_times_as_parse_time(text: str, fmt: str) -> None:
+    """Once a line has named the event, the reader's own reading of a time
+    gives parse_time's answer: the same instant in UTC, or the same error."""
+    lines = (
+        [json.dumps({"event": "e", "user": 1, "time": t}) for t in ("2026-01-01", text)]
+        if fmt == "jsonl"
+        else ["event,user,time", "e,1,2026-01-01", f"e,1,{text}"]
+    )
+    _, item = list(read_marks(lines, fmt))[1]  # type: ignore[arg-type]
+    try:
+        want = importer.parse_time(text)
+    except ValueError as error:
+        assert isinstance(item, MalformedLine)
+        assert item.reason == str(error).rstrip(".")
+    else:
+        assert isinstance(item, Mark)
+        assert (item.when, type(item.when), item.when.tzinfo) == (
+            want,
+            type(want),
+            want.tzinfo,
+        )
 
 
 @pytest.mark.parametrize("value", [0, 1.5, None, b"2026-01-01", ["2026-01-01"]])

@@ -27,14 +27,14 @@ import time
 import uuid
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import NamedTuple, Protocol
 
 import redis
 
-from ..config import Settings
+from ..config import Settings, numpy_installed
 from .backend import Client, Script, Store, as_store, is_cluster
 from .episodes import Episode, Line
 from .idmap import MAP_AND_SETBITS_SCRIPT, IdMap, IdMapFull
@@ -230,16 +230,41 @@ def dense_pieces(
             # The month, week and day keys of a batch often take the same bits.
             pieces[key] = previous[1]
             continue
-        first = min(bits) >> 3
-        size = (max(bits) >> 3) - first + 1
-        if size > DENSE_BYTES_PER_MARK * len(bits) or 0 in bits.values():
+        if not is_dense(bits) or 0 in bits.values():
             continue
-        piece = bytearray(size)
-        for offset in bits:
-            piece[(offset >> 3) - first] |= 0x80 >> (offset & 7)
-        pieces[key] = (first, bytes(piece))
+        pieces[key] = bitmap_piece(bits)
         previous = (bits, pieces[key])
     return pieces
+
+
+def is_dense(offsets: Collection[int]) -> bool:
+    """Whether bits at ``offsets`` (repeats allowed) go to Redis as a bitmap
+    rather than a SETBIT each: at least :data:`DENSE_MARKS` of them, spanning
+    at most :data:`DENSE_BYTES_PER_MARK` bytes each."""
+    if len(offsets) < DENSE_MARKS:
+        return False
+    size = (max(offsets) >> 3) - (min(offsets) >> 3) + 1
+    return size <= DENSE_BYTES_PER_MARK * len(offsets)
+
+
+def bitmap_piece(offsets: Collection[int]) -> tuple[int, bytes]:
+    """The byte where the bitmap of ``offsets`` (repeats allowed, at least
+    one) starts, and its bytes from there to its last set bit, in Redis's bit
+    order (bit 0 is the high bit of byte 0). With numpy (the ``fast`` extra)
+    the bits are laid in C: about 10 ns an offset against 80 in Python."""
+    if numpy_installed():
+        import numpy
+
+        array = numpy.fromiter(offsets, dtype=numpy.int64, count=len(offsets))
+        first = int(array.min()) >> 3
+        bits = numpy.zeros(((int(array.max()) >> 3) - first + 1) * 8, dtype=bool)
+        bits[array - first * 8] = True
+        return first, numpy.packbits(bits).tobytes()
+    first = min(offsets) >> 3
+    piece = bytearray((max(offsets) >> 3) - first + 1)
+    for offset in offsets:
+        piece[(offset >> 3) - first] |= 0x80 >> (offset & 7)
+    return first, bytes(piece)
 
 
 class PartialWrite(Exception):
