@@ -251,20 +251,30 @@ def bitmap_piece(offsets: Collection[int]) -> tuple[int, bytes]:
     """The byte where the bitmap of ``offsets`` (repeats allowed, at least
     one) starts, and its bytes from there to its last set bit, in Redis's bit
     order (bit 0 is the high bit of byte 0). With numpy (the ``fast`` extra)
-    the bits are laid in C: about 10 ns an offset against 80 in Python."""
+    the bits are laid in C: about 15 ns an offset against 80 in Python."""
     if numpy_installed():
         import numpy
 
         array = numpy.fromiter(offsets, dtype=numpy.int64, count=len(offsets))
         first = int(array.min()) >> 3
-        bits = numpy.zeros(((int(array.max()) >> 3) - first + 1) * 8, dtype=bool)
-        bits[array - first * 8] = True
-        return first, numpy.packbits(bits).tobytes()
+        bitmap = numpy.zeros((int(array.max()) >> 3) - first + 1, dtype=numpy.uint8)
+        masks = (0x80 >> (array & 7)).astype(numpy.uint8)
+        numpy.bitwise_or.at(bitmap, (array >> 3) - first, masks)
+        return first, bitmap.tobytes()
     first = min(offsets) >> 3
     piece = bytearray((max(offsets) >> 3) - first + 1)
     for offset in offsets:
         piece[(offset >> 3) - first] |= 0x80 >> (offset & 7)
     return first, bytes(piece)
+
+
+def bits_set(piece: bytes) -> int:
+    """The number of bits set in ``piece`` (numpy's popcount when installed)."""
+    if numpy_installed():
+        import numpy
+
+        return int(numpy.bitwise_count(numpy.frombuffer(piece, numpy.uint8)).sum())
+    return int.from_bytes(piece, "big").bit_count()
 
 
 class PartialWrite(Exception):

@@ -245,7 +245,7 @@ def _fields(
 
     The common line (an event name seen before, an int id or one of decimal
     digits, a time in UTC) is read here in a few steps; any other goes
-    through :func:`_mark`, which gives every line's mark or its error."""
+    through :func:`_read_again`, which gives every line's mark or its error."""
     valid_names: set[str] = set()
     utc = timezone.utc
     from_iso = datetime.fromisoformat
@@ -302,7 +302,7 @@ def _read_again(
     max_user_id: int,
     id_map: bool,
 ) -> Fields | MalformedLine:
-    """A line's fields as :func:`_mark` reads them, or why it is malformed.
+    """A line's fields as :func:`_mark_fields` reads them, or why it is malformed.
     A JSON line that orjson read and that gives no mark is read again with
     :mod:`json`, so that it gives json's error: orjson reads a number beyond
     64 bits as a float, and refuses NaN, which json reads."""
