@@ -21,7 +21,7 @@ from flask_bitmapist.store.backend import Store
 from flask_bitmapist.store.bulk import write_user_ids
 from flask_bitmapist.store.idmap import IdMap
 from flask_bitmapist.store.layout import BITMAPIST, Period, ShardedLayout
-from flask_bitmapist.store.writer import Mark, write_marks
+from flask_bitmapist.store.writer import Mark, mark_periods, write_marks
 from flask_bitmapist.testing import ClusterProcess
 
 UTC = timezone.utc
@@ -248,3 +248,97 @@ def test_a_key_longer_than_script_bytes_takes_setbits(
     # The month and the week are short: bitmaps; the day: SETBITs.
     assert sent.count("p") == 2
     assert sent.count("s") == 1
+
+
+# --- The writer's bitmaps: never a pass over a long key ---------------------
+
+
+def command_calls(client: redis.Redis) -> dict[str, int]:
+    stats = client.info("commandstats")
+    return {
+        name: stats.get(f"cmdstat_{name}", {}).get("calls", 0)
+        for name in ("bitop", "setbit", "setrange")
+    }
+
+
+def test_the_writer_sends_no_bitmap_that_ends_past_piece_key_bytes(
+    client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """300 new users with ids past 8 x PIECE_KEY_BYTES: close together, but
+    a bitmap would have Redis lay and OR a key longer than PIECE_KEY_BYTES,
+    so they go as SETBITs."""
+    sent: list[Any] = []
+    evaluate = client.eval
+
+    def recording(script: str, keys: int, *args: Any) -> Any:
+        sent.extend(args[keys:])
+        return evaluate(script, keys, *args)
+
+    monkeypatch.setattr(client, "eval", recording)
+    first = 8 * writer.PIECE_KEY_BYTES
+    marks = [Mark("a", first + user, NOW, False, False) for user in range(300)]
+    write_marks(client, marks)
+    assert "p" not in sent
+    day = BITMAPIST.key("a", Period.of("day", NOW))
+    assert client.bitcount(day) == 300
+    assert client.getbit(day, first) == 1
+
+
+def test_a_bitmap_for_a_long_key_is_set_bit_by_bit(private_redis: Any) -> None:
+    """Keys some id made longer than PIECE_KEY_BYTES: the script sets the
+    bits of the bitmaps the writer sent for them one by one (a SETBIT each,
+    no BITOP, no scratch key), and keeps their TTL."""
+    client = redis.Redis.from_url(private_redis.url)
+    high = 8 * writer.PIECE_KEY_BYTES
+    keys = [
+        BITMAPIST.key("a", period)
+        for period in mark_periods(Mark("a", 0, NOW, False, False))
+    ]
+    for key in keys:
+        client.setbit(key, high, 1)
+        client.expire(key, 1000)
+    users = list(range(0, 3000, 7))
+    before = command_calls(client)
+    write_marks(client, [Mark("a", user, NOW, False, False) for user in users])
+    after = command_calls(client)
+    assert after["bitop"] - before["bitop"] == 0
+    assert after["setrange"] - before["setrange"] == 0
+    assert after["setbit"] - before["setbit"] == 3 * len(users)
+    for key in keys:
+        assert client.bitcount(key) == len(users) + 1
+        assert [client.getbit(key, offset) for offset in (0, 1, 7, 2997)] == [
+            1,
+            0,
+            1,
+            0,
+        ]
+        assert 990 < client.ttl(key) <= 1000
+    client.close()
+
+
+@settings(
+    max_examples=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    offsets=st.lists(st.integers(0, 4000), min_size=256, max_size=600, unique=True),
+    long_key=st.booleans(),
+)
+def test_the_scripts_two_ways_set_the_same_bits(
+    client: redis.Redis, offsets: list[int], long_key: bool
+) -> None:
+    """A bitmap ORed into a short key and set bit by bit into a long one
+    leave the bits a SETBIT each leaves."""
+    client.flushdb()
+    day = BITMAPIST.key("a", Period.of("day", NOW))
+    if long_key:
+        client.setbit(day, 8 * writer.PIECE_KEY_BYTES, 1)
+    write_marks(client, [Mark("a", user, NOW, False, False) for user in offsets])
+    client.setbit(
+        "reference", 8 * writer.PIECE_KEY_BYTES if long_key else 0, int(long_key)
+    )
+    for offset in offsets:
+        client.setbit("reference", offset, 1)
+    assert client.getrange(day, 0, 600) == client.getrange("reference", 0, 600)
+    assert client.bitcount(day) == client.bitcount("reference")

@@ -27,6 +27,7 @@ from .writer import (
     BITS_AND_PIECES_SCRIPT,
     DENSE_MARKS,
     MAX_BATCH,
+    PIECE_KEY_BYTES,
     Mark,
     bitmap_piece,
     bits_set,
@@ -34,12 +35,10 @@ from .writer import (
     write_marks,
 )
 
-#: The most bytes of bitmaps Redis goes over in one script: each bitmap is
-#: laid in a scratch key from byte 0 and ORed into its key, a pass each over
-#: the longer of the two. Measured on Redis 7.0: 0.07 ns a byte up to 4 MiB
-#: (0.3 ms for a 4 MiB key), 0.9 ns a byte from 16 MiB, where the scratch
-#: key's memory is no longer at hand. A longer key takes SETBITs.
-SCRIPT_BYTES = 1 << 22
+#: The most bytes of bitmaps Redis goes over in one script: one key of the
+#: longest a bitmap is ORed into
+#: (:data:`~flask_bitmapist.store.writer.PIECE_KEY_BYTES`), 0.3 ms.
+SCRIPT_BYTES = PIECE_KEY_BYTES
 #: The most bytes of bitmap a key may have for each bit a bitmap sets in
 #: it: the bitmap is built, sent and read from byte 0. Redis alone would
 #: take 8 KiB a bit (a SETBIT in a script took 0.8 us, a pass over 8 KiB
