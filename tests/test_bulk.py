@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import redis
 from conftest import TEST_SHARD_BITS
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from flask_bitmapist.store import bulk, writer
@@ -66,6 +66,19 @@ def contents(client: Any) -> dict[bytes, bytes]:
             else sorted(client.hgetall(key).items())
         )
     return found
+
+
+def script_words(monkeypatch: pytest.MonkeyPatch, client: Any) -> list[Any]:
+    """The ARGV of every script ``client`` runs from now on, in one list."""
+    sent: list[Any] = []
+    evaluate = client.eval
+
+    def recording(script: str, keys: int, *args: Any) -> Any:
+        sent.extend(args[keys:])
+        return evaluate(script, keys, *args)
+
+    monkeypatch.setattr(client, "eval", recording)
+    return sent
 
 
 def as_marks(
@@ -232,14 +245,7 @@ def test_a_key_longer_than_script_bytes_takes_setbits(
     key that is short takes the same ids as a bitmap."""
     store = stores["bitmapist"]
     empty(store.client)
-    sent: list[Any] = []
-    evaluate = store.client.eval
-
-    def recording(script: str, keys: int, *args: Any) -> Any:
-        sent.extend(args[keys:])
-        return evaluate(script, keys, *args)
-
-    monkeypatch.setattr(store.client, "eval", recording)
+    sent = script_words(monkeypatch, store.client)
     day = store.layout.key("a", Period.of("day", NOW))
     store.client.setbit(day, 8 * bulk.SCRIPT_BYTES, 1)
     ids = list(range(1000))
@@ -267,14 +273,7 @@ def test_the_writer_sends_no_bitmap_that_ends_past_piece_key_bytes(
     """300 new users with ids past 8 x PIECE_KEY_BYTES: close together, but
     a bitmap would have Redis lay and OR a key longer than PIECE_KEY_BYTES,
     so they go as SETBITs."""
-    sent: list[Any] = []
-    evaluate = client.eval
-
-    def recording(script: str, keys: int, *args: Any) -> Any:
-        sent.extend(args[keys:])
-        return evaluate(script, keys, *args)
-
-    monkeypatch.setattr(client, "eval", recording)
+    sent = script_words(monkeypatch, client)
     first = 8 * writer.PIECE_KEY_BYTES
     marks = [Mark("a", first + user, NOW, False, False) for user in range(300)]
     write_marks(client, marks)
@@ -284,10 +283,13 @@ def test_the_writer_sends_no_bitmap_that_ends_past_piece_key_bytes(
     assert client.getbit(day, first) == 1
 
 
-def test_a_bitmap_for_a_long_key_is_set_bit_by_bit(private_redis: Any) -> None:
-    """Keys some id made longer than PIECE_KEY_BYTES: the script sets the
-    bits of the bitmaps the writer sent for them one by one (a SETBIT each,
-    no BITOP, no scratch key), and keeps their TTL."""
+def test_a_bitmap_for_a_long_key_is_ored_into_the_bytes_it_covers(
+    private_redis: Any,
+) -> None:
+    """Keys some id made longer than PIECE_KEY_BYTES: the script ORs the
+    bitmaps the writer sent for them into the bytes they cover (a BITOP of
+    the bitmap's length and a SETRANGE each, no SETBIT), and keeps their
+    length, their TTL and no scratch key."""
     client = redis.Redis.from_url(private_redis.url)
     high = 8 * writer.PIECE_KEY_BYTES
     keys = [
@@ -301,9 +303,9 @@ def test_a_bitmap_for_a_long_key_is_set_bit_by_bit(private_redis: Any) -> None:
     before = command_calls(client)
     write_marks(client, [Mark("a", user, NOW, False, False) for user in users])
     after = command_calls(client)
-    assert after["bitop"] - before["bitop"] == 0
-    assert after["setrange"] - before["setrange"] == 0
-    assert after["setbit"] - before["setbit"] == 3 * len(users)
+    assert after["bitop"] - before["bitop"] == 3
+    assert after["setrange"] - before["setrange"] == 3
+    assert after["setbit"] - before["setbit"] == 0
     for key in keys:
         assert client.bitcount(key) == len(users) + 1
         assert [client.getbit(key, offset) for offset in (0, 1, 7, 2997)] == [
@@ -312,7 +314,9 @@ def test_a_bitmap_for_a_long_key_is_set_bit_by_bit(private_redis: Any) -> None:
             1,
             0,
         ]
+        assert client.strlen(key) == writer.PIECE_KEY_BYTES + 1
         assert 990 < client.ttl(key) <= 1000
+    assert sorted(client.keys("*")) == sorted(key.encode() for key in keys)
     client.close()
 
 
@@ -323,22 +327,27 @@ def test_a_bitmap_for_a_long_key_is_set_bit_by_bit(private_redis: Any) -> None:
 )
 @given(
     offsets=st.lists(st.integers(0, 4000), min_size=256, max_size=600, unique=True),
+    existing=st.lists(st.integers(0, 4100), max_size=50),
     long_key=st.booleans(),
 )
+# Bits the key had in the first and the last byte the bitmap covers.
+@example(offsets=list(range(8, 4096, 8)), existing=[9, 4089], long_key=True)
+@example(offsets=list(range(8, 4096, 8)), existing=[9, 4089], long_key=False)
 def test_the_scripts_two_ways_set_the_same_bits(
-    client: redis.Redis, offsets: list[int], long_key: bool
+    client: redis.Redis, offsets: list[int], existing: list[int], long_key: bool
 ) -> None:
-    """A bitmap ORed into a short key and set bit by bit into a long one
-    leave the bits a SETBIT each leaves."""
+    """A bitmap ORed into a short key and into the bytes it covers of a long
+    one leave the bits a SETBIT each leaves, and keep the bits the key had,
+    within those bytes and around them."""
     client.flushdb()
     day = BITMAPIST.key("a", Period.of("day", NOW))
-    if long_key:
-        client.setbit(day, 8 * writer.PIECE_KEY_BYTES, 1)
+    for key in (day, "reference"):
+        client.setbit(key, 8 * writer.PIECE_KEY_BYTES if long_key else 0, int(long_key))
+        for offset in existing:
+            client.setbit(key, offset, 1)
     write_marks(client, [Mark("a", user, NOW, False, False) for user in offsets])
-    client.setbit(
-        "reference", 8 * writer.PIECE_KEY_BYTES if long_key else 0, int(long_key)
-    )
     for offset in offsets:
         client.setbit("reference", offset, 1)
     assert client.getrange(day, 0, 600) == client.getrange("reference", 0, 600)
     assert client.bitcount(day) == client.bitcount("reference")
+    assert client.strlen(day) == client.strlen("reference")

@@ -132,7 +132,11 @@ def _send(store: Store, offsets_by_key: dict[str, list[int]]) -> None:
         key for key, offsets in offsets_by_key.items() if len(offsets) >= DENSE_MARKS
     ]
     lengths = dict(zip(candidates, _lengths(store, candidates), strict=True))
-    scratch = store.layout.temporary_key(f"write_{uuid.uuid4().hex}", 0)
+    name = f"write_{uuid.uuid4().hex}"
+    scratch = [
+        store.layout.temporary_key(name, 0),
+        store.layout.temporary_key(f"{name}_covered", 0),
+    ]
     keys: list[str] = []
     words: list[Any] = []
     passed = setbits = 0
@@ -200,5 +204,5 @@ def _entries(
     ]
 
 
-def _run(store: Store, scratch: str, keys: list[str], words: list[Any]) -> None:
-    store.client.eval(BITS_AND_PIECES_SCRIPT, 1 + len(keys), scratch, *keys, *words)
+def _run(store: Store, scratch: list[str], keys: list[str], words: list[Any]) -> None:
+    store.client.eval(BITS_AND_PIECES_SCRIPT, 2 + len(keys), *scratch, *keys, *words)

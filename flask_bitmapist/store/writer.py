@@ -159,53 +159,50 @@ return #KEYS
 """
 
 
-#: The longest key a bitmap is ORed into, in bytes. Redis lays the bitmap in
-#: a scratch key from byte 0 and ORs it into the key, a pass each over the
-#: longer of the two: measured on Redis 7.0, 0.07 ns a byte up to 4 MiB (0.3
-#: ms), 0.9 ns a byte from 16 MiB, where the scratch key's memory is no
-#: longer at hand (15 ms for a 16 MiB key, 62 ms for 64 MiB). Into a longer
-#: key, or past it, a bitmap's bits go as SETBITs (0.8 us each in a script).
+#: The longest key a bitmap is ORed into whole, in bytes. Redis lays the
+#: bitmap in a scratch key from byte 0 and ORs it into the key, a pass each
+#: over the longer of the two: measured on Redis 7.0, 0.07 ns a byte up to 4
+#: MiB (0.3 ms), 0.9 ns a byte from 16 MiB, where the scratch key's memory is
+#: no longer at hand (15 ms for a 16 MiB key, 62 ms for 64 MiB). A bitmap
+#: that ends past it goes as SETBITs (0.8 us each in a script); one for a
+#: key that is longer is ORed into the bytes it covers only.
 PIECE_KEY_BYTES = 1 << 22
 
 # A batch of which some keys have many marks close together (an import's
 # months, weeks and days) sends those as bitmaps built here, the others as
 # SETBITs, in one script (a batch stays atomic, and stops at the first key
-# Redis refuses, as SETBITS_SCRIPT does): KEYS[1] a scratch key of their
-# slot, KEYS[2..] the keys; ARGV, three words a key: "p", the byte its piece
-# starts at and the piece, or "s", the offsets to set and to clear. A piece
-# is laid at its byte in the scratch key and ORed into the key, unless the
-# key or the piece's end is past PIECE_KEY_BYTES: then each of its set bits
-# gets a SETBIT (string.find skips the zero bytes in C). BITOP writes the
-# key anew, so its TTL is put back, less the time the BITOP took (PEXPIRE
-# counts from when it runs). Under pcall, so that the scratch key is deleted
-# whatever fails (a key of another type).
+# Redis refuses, as SETBITS_SCRIPT does): KEYS[1] and KEYS[2] scratch keys
+# of their slot, KEYS[3..] the keys; ARGV, three words a key: "p", the byte
+# its piece starts at and the piece, or "s", the offsets to set and to
+# clear. A piece is laid at its byte in the first scratch key and ORed into
+# the key; BITOP writes the key anew, so its TTL is put back, less the time
+# the BITOP took (PEXPIRE counts from when it runs). Into a key longer than
+# PIECE_KEY_BYTES (some other id made it so after the writer chose a
+# bitmap), the piece is ORed with the bytes it covers, copied to the second
+# scratch key, and written back over them (SETRANGE keeps the TTL): a cost
+# of the piece's length, whatever the key's. Under pcall, so that the
+# scratch keys are deleted whatever fails (a key of another type).
 BITS_AND_PIECES_SCRIPT = """
-local scratch = KEYS[1]
-local masks = {128, 64, 32, 16, 8, 4, 2, 1}
+local scratch, covered = KEYS[1], KEYS[2]
 local function now()
     local time = redis.call("TIME")
     return tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 end
-local function set_bits(key, first, piece)
-    local position = string.find(piece, "[^%z]")
-    while position do
-        local byte, base = string.byte(piece, position), (first + position - 1) * 8
-        for index = 1, 8 do
-            if bit.band(byte, masks[index]) ~= 0 then
-                redis.call("SETBIT", key, base + index - 1, 1)
-            end
-        end
-        position = string.find(piece, "[^%z]", position + 1)
-    end
+local function or_covered(key, first, piece)
+    redis.call("SET", scratch, piece)
+    redis.call("SET", covered, redis.call("GETRANGE", key, first, first + #piece - 1))
+    redis.call("BITOP", "OR", scratch, scratch, covered)
+    redis.call("SETRANGE", key, first, redis.call("GET", scratch))
+    redis.call("DEL", scratch, covered)
 end
 local ok, problem = pcall(function()
-    for index = 2, #KEYS do
-        local key, base = KEYS[index], 3 * (index - 2)
+    for index = 3, #KEYS do
+        local key, base = KEYS[index], 3 * (index - 3)
         if ARGV[base + 1] == "p" then
             local first, piece = tonumber(ARGV[base + 2]), ARGV[base + 3]
             local longest = math.max(redis.call("STRLEN", key), first + #piece)
             if longest > PIECE_KEY_BYTES then
-                set_bits(key, first, piece)
+                or_covered(key, first, piece)
             else
                 local ttl, started = redis.call("PTTL", key), now()
                 redis.call("SETRANGE", scratch, first, piece)
@@ -225,12 +222,12 @@ local ok, problem = pcall(function()
         end
     end
 end)
-redis.call("DEL", scratch)
+redis.call("DEL", scratch, covered)
 if not ok then
     if type(problem) == "table" and problem.err then problem = problem.err end
     return redis.error_reply(tostring(problem))
 end
-return #KEYS - 1
+return #KEYS - 2
 """.replace("PIECE_KEY_BYTES", str(PIECE_KEY_BYTES))
 
 #: The fewest marks of a key in a batch that may go as a bitmap: below, a
@@ -633,11 +630,12 @@ def _write_bits(
                     words += ("p", *pieces[key])
                 else:
                     words += ("s", next(offsets), next(offsets))
-            scratch = layout.temporary_key(f"write_{uuid.uuid4().hex}", 0)
+            name = f"write_{uuid.uuid4().hex}"
             store.client.eval(
                 BITS_AND_PIECES_SCRIPT,
-                1 + len(bits_by_key),
-                scratch,
+                2 + len(bits_by_key),
+                layout.temporary_key(name, 0),
+                layout.temporary_key(f"{name}_covered", 0),
                 *bits_by_key,
                 *words,  # type: ignore[arg-type,unused-ignore]
             )
