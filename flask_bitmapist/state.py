@@ -57,6 +57,11 @@ def current_app_and_state() -> tuple[Flask, AppState] | None:
     extension: FlaskBitmapist | None = app.extensions.get(EXTENSION_NAME)
     if extension is None:
         return None
+    # FlaskBitmapist.state's cache of the app last found, read here: a call
+    # less per mark, about 0.5 us of a request (README, performance).
+    last_found = extension._last_found
+    if last_found is not None and last_found[0]() is app:
+        return app, last_found[1]
     return app, extension.state(app)
 
 

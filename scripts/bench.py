@@ -17,9 +17,11 @@ machine, interleaved round by round, so the machine's noise hits both sides:
 
 (h) where the time goes: the microseconds the extension adds to a request on
     its own thread (each variant's fastest run of WSGI calls, minus bare
-    Flask's, with the writer kept from writing during the run), and the CPU
-    the writer thread spends per mark, which the request threads pay for
-    through the GIL.
+    Flask's, with the writer kept from writing during the run), the Python
+    function calls it adds to a request (counted, so the machine's noise
+    does not move them; inside a request each costs about 0.5 us), and the
+    CPU the writer thread spends per mark, which the request threads pay
+    for through the GIL.
 
 (a), (b) and (d) run through the Flask test client and through a real WSGI server
 (werkzeug, HTTP/1.1 keep-alive) in a subprocess on 127.0.0.1.
@@ -282,6 +284,36 @@ def request_thread_costs(
     return fastest
 
 
+def python_calls_per_request(redis_url: str, rules_folder: Path) -> dict[str, int]:
+    """The Python function calls of one WSGI request of each variant (the
+    writer kept from writing), counted with :func:`sys.setprofile` once the
+    app has served its first requests."""
+    environ = EnvironBuilder(path="/play/7").get_environ()
+    counts: dict[str, int] = {}
+    for variant in PART_VARIANTS:
+        app = create_app(variant, redis_url, rules_folder, idle_writer=True)
+        for _ in range(3):
+            for _ in app(dict(environ), lambda *args: None):
+                pass
+        calls = 0
+
+        def count(frame: object, event: str, arg: object) -> None:
+            nonlocal calls
+            calls += event == "call"
+
+        sys.setprofile(count)
+        try:
+            for _ in app(dict(environ), lambda *args: None):
+                pass
+        finally:
+            sys.setprofile(None)
+        counts[variant] = calls
+        if variant != "bare":
+            with app.app_context():
+                flush(timeout=30)
+    return counts
+
+
 def writer_cpu_per_mark(redis_url: str, batches: int) -> float:
     """The writer thread's CPU per mark (microseconds) writing batches of
     500 marks (``BITMAPIST_FLUSH_AT``'s default) of one event and day."""
@@ -296,13 +328,20 @@ def writer_cpu_per_mark(redis_url: str, batches: int) -> float:
 
 
 def report_parts(
-    costs: dict[str, float], writer_cpu: float, requests: int, repeats: int
+    costs: dict[str, float],
+    calls: dict[str, int],
+    writer_cpu: float,
+    requests: int,
+    repeats: int,
 ) -> None:
     bare = costs["bare"]
     print(f"\n(h) where the time goes (fastest of {repeats} x {requests} WSGI calls)")
-    print(f"  {'bare Flask':<34} {bare:7.2f} us a request")
+    print(
+        f"  {'bare Flask':<34} {bare:7.2f} us a request, {calls['bare']} Python calls"
+    )
     for variant in PART_VARIANTS[1:]:
-        print(f"  {variant + ', request thread':<34} {costs[variant] - bare:+7.2f} us")
+        print(f"  {variant + ', request thread':<34} {costs[variant] - bare:+7.2f} us, "
+              f"{calls[variant] - calls['bare']:+d} Python calls")  # fmt: skip
     print(f"  {'writer thread CPU per mark':<34} {writer_cpu:7.2f} us")
 
 
@@ -311,6 +350,7 @@ def parts(
 ) -> None:
     report_parts(
         request_thread_costs(redis_url, rules_folder, requests * 2, rounds),
+        python_calls_per_request(redis_url, rules_folder),
         writer_cpu_per_mark(redis_url, 2 if quick else 200),
         requests * 2,
         rounds,

@@ -98,6 +98,14 @@ def test_write_benchmark_prints_every_ratio(redis_url: str) -> None:
     ]
     assert float(parts[0][1]) > 0
     assert float(parts[-1][1]) > 0
+    # The Python calls of a request, counted: the extension adds some to
+    # every variant's request, even to one that no rule matches (its hook).
+    calls = re.findall(
+        r"us(?: a request)?, ([-+]?\d+) Python calls$", output, re.MULTILINE
+    )
+    assert len(calls) == 4
+    assert int(calls[0]) > 100
+    assert all(int(added) > 0 for added in calls[1:])
 
 
 # scripts/bench_idmap.py at tiny sizes: requests of 10 users, the writer in

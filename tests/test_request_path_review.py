@@ -125,13 +125,15 @@ def test_a_session_that_fails_to_save_keeps_the_status_its_response_had(
     assert app.extensions["bitmapist"].state(app).writer.stats().queued == 1
 
 
+@pytest.mark.parametrize("after_a_first", [False, True])
 def test_an_after_request_function_that_raises_counts_as_500(
-    make_rules_app: Callable[..., Flask], marked: Any
+    make_rules_app: Callable[..., Flask], marked: Any, after_a_first: bool
 ) -> None:
     """Without propagation Flask answers an exception of an after_request
     function with 500, running the after_request functions again: the one
     that raised raises again before the extension's (which runs last), so
-    the extension's never runs, and its teardown hook marks the 500."""
+    the extension's never runs. At the first request its teardown hook marks
+    the 500; after it, its receiver of got_request_exception."""
     app = make_rules_app(PROPAGATE_EXCEPTIONS=False)
     FlaskBitmapist(app)
 
@@ -142,6 +144,8 @@ def test_an_after_request_function_that_raises_counts_as_500(
         return response
 
     web = app.test_client()
+    if after_a_first:
+        web.get("/page")
     assert web.get("/page?uid=1&fail=1").status_code == 500
     assert web.get("/page?uid=2").status_code == 200
     assert marked() == {"page:failed": {1}, "page:ok": {2}}

@@ -19,6 +19,7 @@ last, and one line when they end.
 from __future__ import annotations
 
 import atexit
+import functools
 import logging
 import os
 import re
@@ -30,7 +31,7 @@ from collections import deque
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, cast
 
 import redis
 
@@ -63,6 +64,17 @@ class Mark(NamedTuple):
     track_hourly: bool
     track_unique: bool
     value: int = 1
+
+
+#: ``Mark`` from a tuple of all six fields, without the Python call of a
+#: NamedTuple's ``__new__``: the request thread builds each mark, where a
+#: Python call costs about 0.5 us with Flask's work leaving the caches cold.
+new_mark = cast(
+    Callable[[tuple[str, int | str, datetime, bool, bool, int]], Mark],
+    functools.partial(tuple.__new__, Mark),
+)
+#: The time now in UTC, as marks take it.
+utc_now = functools.partial(datetime.now, timezone.utc)
 
 
 @dataclass(frozen=True)

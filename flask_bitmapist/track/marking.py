@@ -6,7 +6,7 @@ import functools
 import inspect
 import logging
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, TypeVar, cast
 
 from flask import Flask, current_app
@@ -15,7 +15,14 @@ from ..config import DEFAULT_MAX_USER_ID
 from ..state import AppState, current_app_and_state, current_state, resolve_store
 from ..store.layout import to_mark_time, validate_event_name
 from ..store.systems import track_defaults
-from ..store.writer import Mark, PartialWrite, flush_all, write_marks
+from ..store.writer import (
+    Mark,
+    PartialWrite,
+    flush_all,
+    new_mark,
+    utc_now,
+    write_marks,
+)
 from .ids import to_user_id
 from .signals import event_marked
 
@@ -110,43 +117,47 @@ def _submit(
     value: int,
 ) -> None:
     # The callers check the event name: mark_event per call, @mark once.
+    # A mark in an app takes few Python calls: inside a request, where
+    # Flask's work leaves the caches cold, each costs about 0.5 us (README,
+    # performance), so an id that is a plain int in range skips to_user_id.
     found = current_app_and_state()
     if found is not None and system not in (None, found[1].settings.redis_system):
         found = None
-    max_user_id = (
-        DEFAULT_MAX_USER_ID if found is None else found[1].settings.max_user_id
-    )
-    user_id = to_user_id(
-        event_name,
-        uuid,
-        max_user_id=max_user_id,
-        id_map=found is not None and found[1].settings.id_map,
-    )
-    # The clock's own time needs no check against the years marks may have.
-    when = datetime.now(timezone.utc) if now is None else to_mark_time(now)
-    if user_id is None:
-        return
     if found is None:
+        max_user_id, id_map = DEFAULT_MAX_USER_ID, False
         hourly, unique = track_defaults()
     else:
-        hourly, unique = found[1].settings.track_hourly, found[1].settings.track_unique
-    mark = Mark(
-        event_name,
-        user_id,
-        when,
-        hourly if track_hourly is None else track_hourly,
-        unique if track_unique is None else track_unique,
-        value,
+        settings = found[1].settings
+        max_user_id, id_map = settings.max_user_id, settings.id_map
+        hourly, unique = settings.track_hourly, settings.track_unique
+    if uuid.__class__ is int and 0 <= uuid <= max_user_id and not id_map:
+        user_id: int | str | None = uuid
+    else:
+        user_id = to_user_id(event_name, uuid, max_user_id=max_user_id, id_map=id_map)
+    # The clock's own time needs no check against the years marks may have.
+    when = utc_now() if now is None else to_mark_time(now)
+    if user_id is None:
+        return
+    mark = new_mark(
+        (
+            event_name,
+            user_id,
+            when,
+            hourly if track_hourly is None else track_hourly,
+            unique if track_unique is None else track_unique,
+            value,
+        )
     )
     if found is None:
         try:
             write_marks(resolve_store(system), (mark,))
         except PartialWrite as partial:
             raise partial.error from None
-    elif value:
-        submit_marks(*found, (mark,))
-    else:
-        found[1].writer.submit(mark)
+        return
+    # submit_marks for one mark, inline: a call less.
+    app, state = found
+    if state.writer.submit_many((mark,)) and value and event_marked.receivers:
+        event_marked.send(app, event_name=event_name, user_id=user_id, when=when)
 
 
 def mark(
@@ -175,9 +186,11 @@ def mark(
     """
     validate_event_name(event_name)
 
+    uuid_is_callable = callable(uuid)
+
     def mark_after_call() -> None:
         try:
-            user_id = uuid() if callable(uuid) else uuid
+            user_id = uuid() if uuid_is_callable else uuid
             # mark_event without checking the name again.
             _submit(event_name, user_id, None, track_hourly, track_unique, system, 1)
         except Exception:

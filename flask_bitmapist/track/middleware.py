@@ -3,19 +3,22 @@ after rules once its status is known (a view that raised counts as 500).
 
 A request pays for what the rules need. After rules run in an
 ``after_request`` function that runs after every function registered with
-``app.after_request``, so they see the status the response has; a teardown
-hook marks, as 500, a request whose after hook never ran (an exception that
-propagates, in testing or with ``PROPAGATE_EXCEPTIONS``, or an
-``after_request`` function that keeps failing). A ``before_request`` hook is
+``app.after_request``, so they see the status the response has. Where
+exceptions propagate (in testing, debugging, or with
+``PROPAGATE_EXCEPTIONS``) a teardown hook marks, as 500, a request whose
+after hook never ran. Where Flask answers exceptions itself, every request
+that ends without one ran its after hooks, so the teardown hook is taken out
+at the first request (Flask's calling of a hook costs 0.7 us a request,
+inspected by ``ensure_sync``). There the after hook runs again on the 500
+that Flask makes of a failed request, unless an ``after_request`` function
+fails on it too: so when the failure came from such a function (or an
+``after_this_request`` callback), a receiver of ``got_request_exception``
+marks the request as 500 at once, as the teardown hook would. The one
+request missed there: a failure that the app's ``should_ignore_error``
+ignores. A ``before_request`` hook is
 installed only when some rule is a before rule or reads a ``session:``
-source. A request to an endpoint no rule names costs the two calls and a
-dict lookup: about 2.2 us, of which Flask's calling of two hooks, each
-inspected by ``ensure_sync``, is 1.35 us (the README's performance section).
-The teardown hook returns at once when Flask passes it no exception and
-answers exceptions itself (not testing, not debugging, no
-``PROPAGATE_EXCEPTIONS``): there, a request without one ran its after hooks.
-The one it then misses: an ``after_request`` function that fails again on
-the 500 of an exception that the app's ``should_ignore_error`` ignores.
+source. A request to an endpoint no rule names costs one hook call and a
+dict lookup (the README's performance section).
 What the hooks keep about a request lives on the request object itself, so a
 test that pushes one app context for many requests marks each of them.
 
@@ -39,14 +42,22 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
+from datetime import datetime
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
-from flask import Flask, Request, Response, current_app, has_request_context, request
+from flask import (
+    Flask,
+    Request,
+    Response,
+    current_app,
+    got_request_exception,
+    has_request_context,
+    request,
+)
 
 from ..state import AppState
-from ..store.writer import Mark
+from ..store.writer import new_mark, utc_now
 from .ids import to_user_id
 from .idsources import object_hint, user_id_of, uses_current_user
 from .marking import submit_marks
@@ -142,6 +153,8 @@ class RuleHooks:
         self._needs_before = self._session_sources or any(
             rule.when == "before" for rule in self._ruleset.rules
         )
+        # The after rules of each endpoint the app routes to, and None.
+        self._after_rules: dict[str | None, tuple[Rule, ...]] = {}
         self._first_request_lock = threading.Lock()
         self._first_request_seen = False
         # Sources that cannot be read on this app, found at the first request.
@@ -178,7 +191,7 @@ class RuleHooks:
         # Attributes of the real request: through the proxy each costs 1.5 us.
         current = request._get_current_object()  # type: ignore[attr-defined]
         before, after = self._ruleset.for_endpoint(current.endpoint)
-        marked = self._guarded(current, before, None, _NOTHING) if before else _NOTHING
+        marked = self._apply(current, before, None, _NOTHING) if before else _NOTHING
         if after:
             values = self._session_values(after) if self._session_sources else _NONE
             setattr(current, _ARRIVAL, _Arrival(marked, values))
@@ -188,8 +201,17 @@ class RuleHooks:
         if not self._first_request_seen:
             self._first_request()
         # Attributes of the real request: through the proxy each costs 1.5 us.
+        # Every request comes here, so it looks up its after rules without a
+        # Python call (each costs about 0.5 us with Flask's caches cold):
+        # Request.endpoint and RuleSet.for_endpoint, inline.
         current = request._get_current_object()  # type: ignore[attr-defined]
-        after = self._ruleset.for_endpoint(current.endpoint)[1]
+        url_rule = current.url_rule
+        endpoint = None if url_rule is None else url_rule.endpoint
+        after = self._after_rules.get(endpoint)
+        if after is None:
+            after = self._after_rules[endpoint] = self._ruleset.for_endpoint(endpoint)[
+                1
+            ]
         if after:
             self._finish(current, after, response.status_code)
         return response
@@ -200,14 +222,26 @@ class RuleHooks:
         Either way it ended in a 500."""
         # Flask passes the exception that ended the request. Where Flask
         # answers exceptions itself (not testing, not debugging, not
-        # PROPAGATE_EXCEPTIONS), a request it passes none finished its after
-        # hooks: most requests stop here, 0.5 us sooner than by looking at
-        # the request. Elsewhere an exception can end a request unseen: one
-        # that should_ignore_error ignores, or that a test caught around
-        # full_dispatch_request.
+        # PROPAGATE_EXCEPTIONS), this hook runs at the first request only,
+        # and a request it passes none finished its after hooks. Elsewhere an
+        # exception can end a request unseen: one that should_ignore_error
+        # ignores, or that a test caught around full_dispatch_request.
         if not self._first_request_seen:
             self._first_request()
         if error is None and not self._exceptions_propagate:
+            return
+        current = request._get_current_object()  # type: ignore[attr-defined]
+        after = self._ruleset.for_endpoint(current.endpoint)[1]
+        if after:
+            self._finish(current, after, 500)
+
+    def request_failed(
+        self, sender: Flask, exception: BaseException | None = None, **extra: Any
+    ) -> None:
+        """Where Flask answers exceptions itself: mark the after rules of a
+        request that an ``after_request`` function failed as 500, since that
+        function may fail again on the 500 before the after hook runs."""
+        if not _raised_by_after_functions(exception):
             return
         current = request._get_current_object()  # type: ignore[attr-defined]
         after = self._ruleset.for_endpoint(current.endpoint)[1]
@@ -222,7 +256,7 @@ class RuleHooks:
         setattr(current, _FINISHED, True)
         arrival: _Arrival | None = current.__dict__.get(_ARRIVAL)
         marked = _NOTHING if arrival is None else arrival.marked
-        self._guarded(current, after, status, marked, arrival)
+        self._apply(current, after, status, marked, arrival)
 
     def user_logged_out(self, sender: Flask, user: Any = None, **extra: Any) -> None:
         """Keep the user Flask-Login logs out, for the after rules of this
@@ -240,6 +274,15 @@ class RuleHooks:
         self._exceptions_propagate = bool(
             app.testing or app.debug if propagate is None else propagate
         )
+        if not self._exceptions_propagate:
+            # A new list rather than remove(): a request tearing down on
+            # another thread iterates the old one.
+            app.teardown_request_funcs[None] = [
+                function
+                for function in app.teardown_request_funcs.get(None, [])
+                if function != self.teardown_request
+            ]
+            got_request_exception.connect(self.request_failed, app, weak=False)
         try:
             for problem in self._ruleset.problems(app):
                 logger.warning("%s", problem.message)
@@ -295,68 +338,73 @@ class RuleHooks:
         rules: tuple[Rule, ...],
         status: int | None,
         already: frozenset[str],
-        arrival: _Arrival | None,
+        arrival: _Arrival | None = None,
     ) -> frozenset[str]:
         """Mark what ``rules`` match, skipping events in ``already``; return
         the events marked by this request so far. A source that gives
-        ``None`` falls back to :meth:`_fallback`."""
-        settings = self._settings
-        method, path = current.method, current.path
-        marked = set(already)
-        marks = []
-        now: datetime | None = None
-        for rule in rules:
-            if (
-                rule.event in marked
-                or rule.user in self._unreadable
-                or not rule.matches_request(method, path)
-            ):
-                continue
-            if status is not None and not rule.matches_status(status):
-                continue
-            value = None
-            try:
-                value = rule.get_user()
-                if value is None:
-                    value = self._fallback(current, rule, arrival)
-                user_id = to_user_id(
-                    rule.event,
-                    value,
-                    max_user_id=settings.max_user_id,
-                    id_map=settings.id_map,
-                )
-            except Exception as error:
-                self._warn(rule, f"{error}{object_hint(rule.user, value)}")
-                continue
-            if user_id is None:
-                continue
-            marked.add(rule.event)
-            hourly, unique = rule.track_hourly, rule.track_unique
-            if now is None:
-                now = datetime.now(timezone.utc)
-            marks.append(
-                Mark(
-                    rule.event,
-                    user_id,
-                    now,
-                    settings.track_hourly if hourly is None else hourly,
-                    settings.track_unique if unique is None else unique,
-                )
-            )
-        if marks:
-            submit_marks(None, self._state, marks)
-        return frozenset(marked)
-
-    def _guarded(
-        self,
-        current: Request,
-        rules: tuple[Rule, ...],
-        status: int | None,
-        already: frozenset[str],
-        arrival: _Arrival | None = None,
-    ) -> frozenset[str]:
+        ``None`` falls back to :meth:`_fallback`. A failure is logged (raised
+        with ``BITMAPIST_RAISE_ERRORS``), marking none of them."""
         try:
-            return self._apply(current, rules, status, already, arrival)
+            settings = self._settings
+            method, path = current.method, current.path
+            marked = set(already)
+            marks = []
+            now: datetime | None = None
+            for rule in rules:
+                # Rule.matches_request and Rule.matches_status, inline: a Python
+                # call costs about 0.5 us of a request.
+                methods, path_regex = rule.methods, rule.path_regex
+                if (
+                    rule.event in marked
+                    or rule.user in self._unreadable
+                    or (methods is not None and method not in methods)
+                    or (path_regex is not None and path_regex.match(path) is None)
+                    or (status is not None and status not in rule.statuses)
+                ):
+                    continue
+                value = None
+                try:
+                    value = rule.get_user()
+                    if value is None:
+                        value = self._fallback(current, rule, arrival)
+                    # A plain int in range skips a Python call (as in @mark).
+                    if (
+                        value.__class__ is int
+                        and 0 <= value <= settings.max_user_id
+                        and not settings.id_map
+                    ):
+                        user_id: int | str | None = value
+                    else:
+                        user_id = to_user_id(
+                            rule.event,
+                            value,
+                            max_user_id=settings.max_user_id,
+                            id_map=settings.id_map,
+                        )
+                except Exception as error:
+                    self._warn(rule, f"{error}{object_hint(rule.user, value)}")
+                    continue
+                if user_id is None:
+                    continue
+                marked.add(rule.event)
+                hourly, unique = rule.track_hourly, rule.track_unique
+                if now is None:
+                    now = utc_now()
+                marks.append(
+                    new_mark(
+                        (
+                            rule.event,
+                            user_id,
+                            now,
+                            settings.track_hourly if hourly is None else hourly,
+                            settings.track_unique if unique is None else unique,
+                            1,
+                        )
+                    )
+                )
+            if marks:
+                submit_marks(None, self._state, marks)
+            return frozenset(marked)
         except Exception:
             if self._settings.raise_errors:
                 raise
@@ -364,6 +412,17 @@ class RuleHooks:
                 "YAML rules failed to mark %s %s", current.method, current.path
             )
             return already
+
+
+def _raised_by_after_functions(exception: BaseException | None) -> bool:
+    """Whether ``exception`` came out of Flask's ``process_response``, which
+    calls the ``after_request`` functions."""
+    trace = None if exception is None else exception.__traceback__
+    while trace is not None:
+        if trace.tb_frame.f_code.co_name == "process_response":
+            return True
+        trace = trace.tb_next
+    return False
 
 
 def install_rule_hooks(

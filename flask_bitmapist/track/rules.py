@@ -92,6 +92,15 @@ class Rule:
     track_unique: bool | None
     origin: str
     path_regex: re.Pattern[str] | None = field(compare=False, repr=False)
+    #: Every status the rule fires for: its codes, and each code of its
+    #: classes, so a request checks it with one set lookup.
+    statuses: frozenset[int] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        codes = set(self.status_codes)
+        for status_class in self.status_classes:
+            codes.update(range(status_class * 100, status_class * 100 + 100))
+        object.__setattr__(self, "statuses", frozenset(codes))
 
     def matches_endpoint(self, endpoint: str | None) -> bool:
         """Whether the endpoint part of the rule lets ``endpoint`` through."""
@@ -113,7 +122,7 @@ class Rule:
 
     def matches_status(self, status: int) -> bool:
         """Whether the rule fires for a response with ``status``."""
-        return status in self.status_codes or status // 100 in self.status_classes
+        return status in self.statuses
 
 
 @cache
