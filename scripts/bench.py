@@ -21,7 +21,9 @@ machine, interleaved round by round, so the machine's noise hits both sides:
     function calls it adds to a request (counted, so the machine's noise
     does not move them; inside a request each costs about 0.5 us), and the
     CPU the writer thread spends per mark, which the request threads pay
-    for through the GIL.
+    for through the GIL; then what the writer costs a test-client request
+    while it writes: the ``background`` app with its writer writing against
+    the same app with its writer idle, and the writer thread's CPU there.
 
 (a), (b) and (d) run through the Flask test client and through a real WSGI server
 (werkzeug, HTTP/1.1 keep-alive) in a subprocess on 127.0.0.1.
@@ -81,11 +83,17 @@ def write_rules_files(folder: Path) -> None:
 
 
 def create_app(
-    variant: str, redis_url: str, rules_folder: Path, *, idle_writer: bool = False
+    variant: str,
+    redis_url: str,
+    rules_folder: Path,
+    *,
+    idle_writer: bool = False,
+    flush_at: int | None = None,
 ) -> Flask:
     """The benchmarked app: one view, marked by ``@mark`` (``background`` and
     ``sync``), by a YAML rule (``rule``), or not at all. With ``idle_writer``
-    the background writer writes only when flushed."""
+    the background writer writes only when flushed; ``flush_at`` sets
+    ``BITMAPIST_FLUSH_AT`` (default: the extension's)."""
     app = Flask(f"bench_{variant.replace(' ', '_')}")
     marked = variant in ("background", "sync")
 
@@ -100,6 +108,8 @@ def create_app(
         BITMAPIST_REDIS_URL=redis_url,
         BITMAPIST_WRITE_MODE="sync" if variant == "sync" else "background",
     )
+    if flush_at is not None:
+        app.config["BITMAPIST_FLUSH_AT"] = flush_at
     if idle_writer:
         app.config.update(
             BITMAPIST_FLUSH_AT=100_000,
@@ -314,6 +324,55 @@ def python_calls_per_request(redis_url: str, rules_folder: Path) -> dict[str, in
     return counts
 
 
+def writer_share(
+    redis_url: str,
+    rules_folder: Path,
+    requests: int,
+    rounds: int,
+    flush_at: int | None = None,
+) -> dict[str, float]:
+    """What the background writer costs a test-client request of the
+    ``background`` app while it writes: interleaved rounds of the app with
+    its writer writing (a batch every ``BITMAPIST_FLUSH_AT`` marks) and of
+    the same app with its writer kept from writing until the round is over.
+    ``flush_at`` sets the live writer's ``BITMAPIST_FLUSH_AT``.
+
+    :returns: ``ratio``, the median of each round's requests/s of the live
+        writer's app over the idle one's; ``writer_cpu``, the CPU of the
+        process's other threads per request (microseconds) in the live
+        writer's rounds, which is the writer's.
+    """
+    apps = {
+        "live": create_app("background", redis_url, rules_folder, flush_at=flush_at),
+        "idle": create_app("background", redis_url, rules_folder, idle_writer=True),
+    }
+    clients = {name: app.test_client() for name, app in apps.items()}
+    ratios: list[float] = []
+    other_cpu: list[float] = []
+    for round_number in range(rounds):
+        seconds: dict[str, float] = {}
+        for name in rotated(tuple(apps), round_number):
+            web = clients[name]
+            wall, process, thread = (
+                time.perf_counter(),
+                time.process_time(),
+                time.thread_time(),
+            )
+            for number in range(requests):
+                web.get(f"/play/{number}")
+            seconds[name] = time.perf_counter() - wall
+            thread_cpu = time.thread_time() - thread
+            if name == "live":
+                process_cpu = time.process_time() - process
+                other_cpu.append((process_cpu - thread_cpu) / requests * 1e6)
+            flush(timeout=30)
+        ratios.append(seconds["idle"] / seconds["live"])
+    return {
+        "ratio": statistics.median(ratios),
+        "writer_cpu": statistics.median(other_cpu),
+    }
+
+
 def writer_cpu_per_mark(redis_url: str, batches: int) -> float:
     """The writer thread's CPU per mark (microseconds) writing batches of
     500 marks (``BITMAPIST_FLUSH_AT``'s default) of one event and day."""
@@ -331,6 +390,7 @@ def report_parts(
     costs: dict[str, float],
     calls: dict[str, int],
     writer_cpu: float,
+    share: dict[str, float],
     requests: int,
     repeats: int,
 ) -> None:
@@ -343,15 +403,24 @@ def report_parts(
         print(f"  {variant + ', request thread':<34} {costs[variant] - bare:+7.2f} us, "
               f"{calls[variant] - calls['bare']:+d} Python calls")  # fmt: skip
     print(f"  {'writer thread CPU per mark':<34} {writer_cpu:7.2f} us")
+    print("  the background app's writer writing, against it idle (test client):")
+    print(f"  {'requests/s':<34} {share['ratio']:7.3f} ratio")
+    print(f"  {'writer thread CPU per mark':<34} {share['writer_cpu']:7.2f} us")
 
 
 def parts(
-    redis_url: str, rules_folder: Path, requests: int, rounds: int, quick: bool
+    redis_url: str,
+    rules_folder: Path,
+    requests: int,
+    rounds: int,
+    quick: bool,
+    flush_at: int | None = None,
 ) -> None:
     report_parts(
         request_thread_costs(redis_url, rules_folder, requests * 2, rounds),
         python_calls_per_request(redis_url, rules_folder),
         writer_cpu_per_mark(redis_url, 2 if quick else 200),
+        writer_share(redis_url, rules_folder, requests * 2, rounds, flush_at),
         requests * 2,
         rounds,
     )
@@ -386,6 +455,11 @@ def main() -> None:
     parser.add_argument(
         "--no-queries", action="store_true", help="leave out (e), (f) and (g)"
     )
+    parser.add_argument(
+        "--flush-at",
+        type=int,
+        help="BITMAPIST_FLUSH_AT of the writing writer in (h)'s last part",
+    )
     parser.add_argument("--serve", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--rules-folder", type=Path, help=argparse.SUPPRESS)
@@ -404,29 +478,34 @@ def main() -> None:
         print(f"Python {sys.version.split()[0]}, {os.cpu_count()} cores, "
               f"{args.rounds} rounds x {args.requests} requests, medians, "
               f"load average {load_average()}")  # fmt: skip
-        if args.parts:
-            parts(redis_url, rules_folder, args.requests, args.rounds, args.quick)
-            return
-        report(
-            "(a, b, d) Flask test client",
-            test_client_rates(redis_url, rules_folder, args.requests, args.rounds),
-            "bare",
-            "req/s",
+        if not args.parts:
+            report(
+                "(a, b, d) Flask test client",
+                test_client_rates(redis_url, rules_folder, args.requests, args.rounds),
+                "bare",
+                "req/s",
+            )
+            report(
+                "(a, b, d) werkzeug server on 127.0.0.1, keep-alive",
+                server_rates(redis_url, rules_folder, args.requests, args.rounds),
+                "bare",
+                "req/s",
+            )
+            report(
+                "(c) marking 3 events",
+                three_marks_rates(redis_url, args.requests, args.rounds),
+                "3 x bitmapist.mark_event",
+                "requests/s",
+            )
+        parts(
+            redis_url,
+            rules_folder,
+            args.requests,
+            args.rounds,
+            args.quick,
+            args.flush_at,
         )
-        report(
-            "(a, b, d) werkzeug server on 127.0.0.1, keep-alive",
-            server_rates(redis_url, rules_folder, args.requests, args.rounds),
-            "bare",
-            "req/s",
-        )
-        report(
-            "(c) marking 3 events",
-            three_marks_rates(redis_url, args.requests, args.rounds),
-            "3 x bitmapist.mark_event",
-            "requests/s",
-        )
-        parts(redis_url, rules_folder, args.requests, args.rounds, args.quick)
-        if not args.no_queries:
+        if not args.parts and not args.no_queries:
             bench_queries.run(redis_url, args.quick)
 
 

@@ -96,9 +96,8 @@ def test_should_ignore_error_does_not_hide_a_failed_request_from_the_rules(
 def test_an_after_this_request_callback_that_keeps_failing_counts_as_500_once(
     redis_url: str, tmp_path: Path, client: redis.Redis, after_a_first: bool
 ) -> None:
-    """At the first request Flask passes the teardown hook the callback's
-    error; after it (the hook gone) got_request_exception's receiver marks
-    it."""
+    """Flask passes the teardown hook the callback's error, at the app's
+    first request as after it."""
     app = make_app(redis_url, tmp_path, PROPAGATE_EXCEPTIONS=False)
 
     @app.before_request

@@ -132,8 +132,8 @@ def test_an_after_request_function_that_raises_counts_as_500(
     """Without propagation Flask answers an exception of an after_request
     function with 500, running the after_request functions again: the one
     that raised raises again before the extension's (which runs last), so
-    the extension's never runs. At the first request its teardown hook marks
-    the 500; after it, its receiver of got_request_exception."""
+    the extension's never runs, and its teardown hook marks the 500, at the
+    app's first request as after it."""
     app = make_rules_app(PROPAGATE_EXCEPTIONS=False)
     FlaskBitmapist(app)
 
