@@ -93,7 +93,8 @@ class Rule:
     origin: str
     path_regex: re.Pattern[str] | None = field(compare=False, repr=False)
     #: Every status the rule fires for: its codes, and each code of its
-    #: classes, so a request checks it with one set lookup.
+    #: classes, so a request checks it with one set lookup (``status in
+    #: rule.statuses``).
     statuses: frozenset[int] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -119,10 +120,6 @@ class Rule:
         if self.methods is not None and method not in self.methods:
             return False
         return self.path_regex is None or self.path_regex.match(path) is not None
-
-    def matches_status(self, status: int) -> bool:
-        """Whether the rule fires for a response with ``status``."""
-        return status in self.statuses
 
 
 @cache
@@ -396,7 +393,10 @@ class RuleSet:
 
     def __init__(self, rules: Sequence[Rule]) -> None:
         self.rules = tuple(rules)
-        self._by_endpoint: dict[
+        #: The (before, after) rules of each endpoint seen so far, filled by
+        #: :meth:`for_endpoint`: the request hooks read it first, a dict
+        #: lookup instead of a Python call.
+        self.by_endpoint: dict[
             str | None, tuple[tuple[Rule, ...], tuple[Rule, ...]]
         ] = {}
 
@@ -404,12 +404,12 @@ class RuleSet:
         self, endpoint: str | None
     ) -> tuple[tuple[Rule, ...], tuple[Rule, ...]]:
         """The (before, after) rules that may fire for ``endpoint``."""
-        found = self._by_endpoint.get(endpoint)
+        found = self.by_endpoint.get(endpoint)
         if found is None:
             candidates = [
                 rule for rule in self.rules if rule.matches_endpoint(endpoint)
             ]
-            found = self._by_endpoint[endpoint] = (
+            found = self.by_endpoint[endpoint] = (
                 tuple(rule for rule in candidates if rule.when == "before"),
                 tuple(rule for rule in candidates if rule.when == "after"),
             )
