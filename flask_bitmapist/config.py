@@ -80,7 +80,7 @@ class Settings:
     disable_blueprint: bool = False
     write_mode: WriteMode = "background"
     flush_interval: float = 0.5
-    flush_at: int = 500
+    flush_at: int = 2000
     queue_size: int = 100_000
     exit_timeout: float = 5.0
     raise_errors: bool = False
@@ -126,9 +126,13 @@ class Settings:
                 f"BITMAPIST_WRITE_MODE must be one of {', '.join(WRITE_MODES)}, "
                 f"got {write_mode!r}."
             )
-        flush_at = _positive_int("flush_at", read("flush_at", defaults.flush_at))
         queue_size = _positive_int(
             "queue_size", read("queue_size", defaults.queue_size)
+        )
+        # Unset, a batch is the default's or the whole queue, so that a queue
+        # size set while the default was 500 still starts.
+        flush_at = _positive_int(
+            "flush_at", read("flush_at", min(defaults.flush_at, queue_size))
         )
         if queue_size < flush_at:
             raise ConfigError(

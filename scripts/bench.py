@@ -39,8 +39,10 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import json
 import logging
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -58,6 +60,8 @@ from flask import Flask, request
 from werkzeug.test import EnvironBuilder
 
 from flask_bitmapist import FlaskBitmapist, flush, mark
+from flask_bitmapist.config import Settings
+from flask_bitmapist.store import writer
 from flask_bitmapist.store.writer import Mark, write_marks
 from flask_bitmapist.testing import free_port
 
@@ -375,10 +379,13 @@ def writer_share(
 
 def writer_cpu_per_mark(redis_url: str, batches: int) -> float:
     """The writer thread's CPU per mark (microseconds) writing batches of
-    500 marks (``BITMAPIST_FLUSH_AT``'s default) of one event and day."""
+    ``BITMAPIST_FLUSH_AT``'s default marks of one event and day."""
     client = redis.Redis.from_url(redis_url)
     now = datetime.now(timezone.utc)
-    batch = [Mark("song:played", user_id, now, False, False) for user_id in range(500)]
+    batch = [
+        Mark("song:played", user_id, now, False, False)
+        for user_id in range(Settings().flush_at)
+    ]
     write_marks(client, batch)
     started = time.thread_time()
     for _ in range(batches):
@@ -386,11 +393,73 @@ def writer_cpu_per_mark(redis_url: str, batches: int) -> float:
     return (time.thread_time() - started) / (batches * len(batch)) * 1e6
 
 
+def ping_latencies(redis_url: str, seconds: float) -> None:
+    """Print ``ready``, then, as JSON, the milliseconds of each PING sent
+    for ``seconds`` (a subprocess: a second client of the benchmark's
+    Redis)."""
+    client = redis.Redis.from_url(redis_url)
+    client.ping()
+    print("ready", flush=True)
+    latencies = []
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        started = time.perf_counter()
+        client.ping()
+        latencies.append((time.perf_counter() - started) * 1e3)
+        time.sleep(0.0002)
+    print(json.dumps(latencies))
+
+
+def redis_beside_writer(
+    redis_url: str, seconds: float, rounds: int, marks: int = 2000
+) -> dict[str, float]:
+    """A second client's PING p99 (ms) while batches of ``marks`` marks of
+    ids spread over 16 million are written back to back, as the writer
+    sends them (scripts of at most ``SCRIPT_SETBITS`` SETBITs, in one round
+    trip) and as one script, for as long as the PINGs go on; interleaved
+    rounds of ``seconds`` each, the median of their p99s. The keys are
+    emptied every 20 batches."""
+    client = redis.Redis.from_url(redis_url)
+    now = datetime.now(timezone.utc)
+    rng = random.Random(17)
+    bounds = {"scripts": writer.SCRIPT_SETBITS, "one script": 1 << 62}
+    p99s: dict[str, list[float]] = {name: [] for name in bounds}
+    try:
+        for round_number in range(rounds):
+            for name in rotated(tuple(bounds), round_number):
+                writer.SCRIPT_SETBITS = bounds[name]
+                pinger = subprocess.Popen(
+                    [sys.executable, __file__, "--redis-url", redis_url,
+                     "--ping-for", str(seconds)],
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )  # fmt: skip
+                assert pinger.stdout is not None
+                pinger.stdout.readline()  # "ready": it pings from now on
+                written = 0
+                while pinger.poll() is None:
+                    batch = [
+                        Mark("song:played", rng.randrange(1 << 24), now, False, False)
+                        for _ in range(marks)
+                    ]
+                    write_marks(client, batch)
+                    written += 1
+                    if written % 20 == 0:
+                        client.flushdb()
+                latencies = sorted(json.loads(pinger.stdout.read()))
+                p99s[name].append(latencies[int(len(latencies) * 0.99)])
+    finally:
+        writer.SCRIPT_SETBITS = bounds["scripts"]
+        client.flushdb()
+    return {name: statistics.median(values) for name, values in p99s.items()}
+
+
 def report_parts(
     costs: dict[str, float],
     calls: dict[str, int],
     writer_cpu: float,
     share: dict[str, float],
+    beside: dict[str, float],
     requests: int,
     repeats: int,
 ) -> None:
@@ -406,6 +475,9 @@ def report_parts(
     print("  the background app's writer writing, against it idle (test client):")
     print(f"  {'requests/s':<34} {share['ratio']:7.3f} ratio")
     print(f"  {'writer thread CPU per mark':<34} {share['writer_cpu']:7.2f} us")
+    print("  a second client's PING p99 beside batches of 2,000 sparse marks:")
+    print(f"  {'scripts of 1,500 SETBITs at most':<34} {beside['scripts']:7.2f} ms")
+    print(f"  {'one script':<34} {beside['one script']:7.2f} ms")
 
 
 def parts(
@@ -421,6 +493,7 @@ def parts(
         python_calls_per_request(redis_url, rules_folder),
         writer_cpu_per_mark(redis_url, 2 if quick else 200),
         writer_share(redis_url, rules_folder, requests * 2, rounds, flush_at),
+        redis_beside_writer(redis_url, 0.3 if quick else 2.0, 2 if quick else 5),
         requests * 2,
         rounds,
     )
@@ -461,11 +534,15 @@ def main() -> None:
         help="BITMAPIST_FLUSH_AT of the writing writer in (h)'s last part",
     )
     parser.add_argument("--serve", choices=VARIANTS, help=argparse.SUPPRESS)
+    parser.add_argument("--ping-for", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--rules-folder", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         serve(args.serve, args.port, args.redis_url, args.rules_folder)
+        return
+    if args.ping_for:
+        ping_latencies(args.redis_url, args.ping_for)
         return
     if args.quick:
         args.requests, args.rounds = 50, 2

@@ -34,7 +34,7 @@ def test_defaults_outside_testing() -> None:
         disable_blueprint=False,
         write_mode="background",
         flush_interval=0.5,
-        flush_at=500,
+        flush_at=2000,
         queue_size=100_000,
         raise_errors=False,
         socket_timeout=0.25,
@@ -134,7 +134,6 @@ def test_a_single_rules_path() -> None:
         ("MAX_USER_ID", -1, "BITMAPIST_MAX_USER_ID must be an int from 0 to 4294967295 (2**32 - 1), got -1."),
         ("MAX_USER_ID", True, "BITMAPIST_MAX_USER_ID must be an int from 0 to 4294967295 (2**32 - 1), got True."),
         ("MAX_USER_ID", 1e6, "BITMAPIST_MAX_USER_ID must be an int from 0 to 4294967295 (2**32 - 1), got 1000000.0."),
-        ("QUEUE_SIZE", 5, "BITMAPIST_QUEUE_SIZE (5) must be at least BITMAPIST_FLUSH_AT (500): a queue smaller than a batch drops marks while Redis is healthy."),
         ("REDIS_PASSWORD", "secret", "BITMAPIST_REDIS_PASSWORD is no longer read: put the password in BITMAPIST_REDIS_URL, as in redis://:PASSWORD@localhost:6379/0."),
     ],
 )  # fmt: skip
@@ -142,6 +141,28 @@ def test_bad_config_values_name_the_key(key: str, value: object, message: str) -
     with pytest.raises(ConfigError) as error:
         Settings.from_mapping({f"BITMAPIST_{key}": value}, testing=False)
     assert str(error.value).startswith(message)
+
+
+def test_a_queue_smaller_than_the_batch_set_is_refused() -> None:
+    with pytest.raises(ConfigError) as error:
+        Settings.from_mapping(
+            {"BITMAPIST_QUEUE_SIZE": 5, "BITMAPIST_FLUSH_AT": 6}, testing=False
+        )
+    assert str(error.value) == (
+        "BITMAPIST_QUEUE_SIZE (5) must be at least BITMAPIST_FLUSH_AT (6): a "
+        "queue smaller than a batch drops marks while Redis is healthy."
+    )
+
+
+@pytest.mark.parametrize(("queue_size", "flush_at"), [(1000, 1000), (5000, 2000)])
+def test_an_unset_batch_is_the_default_or_the_whole_queue(
+    queue_size: int, flush_at: int
+) -> None:
+    """A queue size that was valid with the old default (500) still is."""
+    settings = Settings.from_mapping(
+        {"BITMAPIST_QUEUE_SIZE": queue_size}, testing=False
+    )
+    assert (settings.queue_size, settings.flush_at) == (queue_size, flush_at)
 
 
 SCHEMES = (

@@ -1,11 +1,11 @@
 """The one place that writes marks to Redis: a sync and a background writer.
 
-Both send a batch of marks in one round trip, a script that runs the SETBITs
-``bitmapist.mark_event`` would send. The sync writer does it before the call
-returns. The background writer queues marks (with the time they
-were made), and a daemon thread writes them in batches, retrying failed batches
-with capped exponential backoff: SETBIT is idempotent, so a retry cannot
-double count.
+Both send a batch of marks in one round trip, scripts that run the SETBITs
+``bitmapist.mark_event`` would send (:data:`SCRIPT_SETBITS` at most each).
+The sync writer does it before the call returns. The background writer
+queues marks (with the time they were made), and a daemon thread writes them
+in batches, retrying failed batches with capped exponential backoff: SETBIT
+is idempotent, so a retry cannot double count.
 
 :func:`is_outage` tells a Redis that takes no write for now (down, a read-only
 replica, out of memory...), whose writes the background writer retries, from
@@ -31,7 +31,7 @@ from collections import deque
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
-from typing import NamedTuple, Protocol, cast
+from typing import Any, NamedTuple, Protocol, cast
 
 import redis
 
@@ -43,8 +43,16 @@ from .layout import EVER, BitmapistLayout, KeyLayout, Period, to_mark_time
 
 logger = logging.getLogger("flask_bitmapist")
 
-#: The most marks sent in one script, so one batch cannot hold Redis for long.
+#: The most marks the background writer takes in one batch.
 MAX_BATCH = 10_000
+#: The most SETBITs one script of :func:`write_marks` sends (a bitmap counts
+#: as :data:`DENSE_MARKS` of them), so that a script holds Redis about a
+#: millisecond: 1,500 is the month, week and day of 500 marks, 0.9 ms for ids
+#: spread over 16 million on Redis 7.0 (3.9 ms for 2,000 marks). A batch with
+#: more goes as several scripts in one round trip, between which Redis
+#: answers its other clients (a PING's p99 2.3 ms against 4.4 ms beside
+#: batches of 2,000 marks in one script, scripts/bench.py).
+SCRIPT_SETBITS = 1_500
 _BACKOFF_FIRST = 0.05
 _BACKOFF_CAP = 2.0
 
@@ -358,8 +366,9 @@ def write_marks(
     """Write ``marks`` to their keys in ``store``'s layout (a client's, as
     :func:`~flask_bitmapist.store.backend.as_store` picks it).
 
-    On one node, in one script and one round trip. On a cluster, in one
-    script per shard, the shards of one node in one round trip, all nodes at
+    On one node, in one round trip: one script, or several of at most
+    :data:`SCRIPT_SETBITS` SETBITs each. On a cluster, in the scripts of
+    each shard, the shards of one node in one round trip, all nodes at
     once. Within a batch the last mark of a (key, user) pair wins, and
     repeats of the same bit are sent once.
 
@@ -375,7 +384,8 @@ def write_marks(
 
     :raises redis.ResponseError: when Redis rejects a write (a key holding
         another type, or a server that takes no write for now: see
-        :func:`is_outage`); the bits before it in the batch are written.
+        :func:`is_outage`); the bits before it in its script are written,
+        and the other scripts of the batch run.
     :raises redis.RedisError: when Redis cannot be reached.
     :raises PartialWrite: on a cluster, when only some nodes took their part;
         with the id map, when it had no dense id left for some new ids; for
@@ -392,7 +402,16 @@ def write_marks(
     id_map = store.id_map
     marks = marks if isinstance(marks, Sequence) else list(marks)
     if id_map is not None:
-        dense_of, new_ids = _dense_ids(id_map, store, marks, together=not cluster)
+        # New ids are mapped in the script that sets the bits when it stays
+        # within SCRIPT_SETBITS (a month, week and day a mark, and its hour
+        # and unique key when it tracks them): a larger batch maps them
+        # first, in a round trip of their own, and its bits go as any
+        # batch's.
+        together = not cluster and (
+            sum(3 + mark.track_hourly + mark.track_unique for mark in marks)
+            <= SCRIPT_SETBITS
+        )
+        dense_of, new_ids = _dense_ids(id_map, store, marks, together=together)
     refused: list[Mark] = []
     out_of_years: list[Mark] = []
     bits_by_key: dict[str, dict[int, int]] = {}
@@ -601,7 +620,8 @@ def _write_bits(
     if new_ids:
         id_map = store.id_map
         assert id_map is not None
-        keys = [*id_map.keys(0), *bits_by_key]
+        entries = _entries(bits_by_key, {})
+        keys = [*id_map.keys(0), *(key for key, _, _ in entries)]
         reply: list[int] = store.client.eval(  # type: ignore[assignment,unused-ignore]
             MAP_AND_SETBITS_SCRIPT,
             len(keys),
@@ -609,7 +629,8 @@ def _write_bits(
             str(id_map.limit),
             str(len(new_ids)),
             *new_ids,
-            *_offsets(bits_by_key),
+            # No pieces here: each entry is "s" and two strings.
+            *(str(word) for _, entry, _ in entries for word in entry[1:]),
         )
         dense = [int(value) for value in reply]
         id_map.remember(
@@ -621,36 +642,7 @@ def _write_bits(
     if not cluster:
         if new_shards:
             bits_by_key = {registry: dict.fromkeys(new_shards, 1), **bits_by_key}  # type: ignore[dict-item]
-        pieces = dense_pieces(bits_by_key)
-        if not pieces:
-            store.client.eval(
-                SETBITS_SCRIPT, len(bits_by_key), *bits_by_key, *_offsets(bits_by_key)
-            )
-        else:
-            offsets = iter(
-                _offsets(
-                    {
-                        key: bits
-                        for key, bits in bits_by_key.items()
-                        if key not in pieces
-                    }
-                )
-            )
-            words: list[str | int | bytes] = []
-            for key in bits_by_key:
-                if key in pieces:
-                    words += ("p", *pieces[key])
-                else:
-                    words += ("s", next(offsets), next(offsets))
-            name = f"write_{uuid.uuid4().hex}"
-            store.client.eval(
-                BITS_AND_PIECES_SCRIPT,
-                2 + len(bits_by_key),
-                layout.temporary_key(name, 0),
-                layout.temporary_key(f"{name}_covered", 0),
-                *bits_by_key,
-                *words,  # type: ignore[arg-type,unused-ignore]
-            )
+        _run_scripts(store, _scripts(layout, bits_by_key, dense_pieces(bits_by_key)))
     else:
         _write_shards(store, bits_by_key, shard_of_key, marks_by_shard, new_shards)
     if known_shards is not None:
@@ -663,26 +655,108 @@ def registry_script(registry: str, shards: Iterable[int]) -> Script:
     return (SETBITS_SCRIPT, [registry], [" ".join(map(str, shards)), ""])
 
 
-def _offsets(bits_by_key: dict[str, dict[int, int]]) -> list[str]:
-    """The script's ARGV: for each key, its offsets to set, then to clear."""
-    offsets: list[str] = []
+def _entries(
+    bits_by_key: dict[str, dict[int, int]],
+    pieces: dict[str, tuple[int, bytes]],
+) -> list[tuple[str, tuple[str, str | int, str | bytes], int]]:
+    """Each key of ``bits_by_key`` with the words of
+    :data:`BITS_AND_PIECES_SCRIPT` that write its bits, and what they cost
+    Redis in SETBITs: its piece (``"p"``, counted as :data:`DENSE_MARKS`
+    SETBITs, the fewest marks a piece stands for), or its offsets to set and
+    to clear (``"s"``), a third of :data:`SCRIPT_SETBITS` at most an entry,
+    so that a script takes the same offsets of a month, a week and a day."""
+    chunk = max(1, SCRIPT_SETBITS // 3)
+    entries: list[tuple[str, tuple[str, str | int, str | bytes], int]] = []
     previous: dict[int, int] | None = None
-    for bits in bits_by_key.values():
+    words: list[tuple[tuple[str, str | int, str | bytes], int]] = []
+    for key, bits in bits_by_key.items():
+        if key in pieces:
+            entries.append((key, ("p", *pieces[key]), DENSE_MARKS))
+            continue
         # The month, week and day keys of a batch's marks usually take the
         # same bits: their offsets are written out once.
-        if bits == previous:
-            offsets += offsets[-2:]
-        elif 0 in bits.values():
-            offsets.append(
-                " ".join([str(user) for user, value in bits.items() if value])
+        if bits != previous:
+            clearing = 0 in bits.values()
+            offsets = list(bits)
+            words = []
+            for start in range(0, len(offsets), chunk):
+                part = offsets[start : start + chunk]
+                if clearing:
+                    to_set = " ".join([str(user) for user in part if bits[user]])
+                    to_clear = " ".join([str(user) for user in part if not bits[user]])
+                else:
+                    to_set, to_clear = " ".join(map(str, part)), ""
+                words.append((("s", to_set, to_clear), len(part)))
+            previous = bits
+        entries += [(key, entry, cost) for entry, cost in words]
+    return entries
+
+
+def _scripts(
+    layout: KeyLayout,
+    bits_by_key: dict[str, dict[int, int]],
+    pieces: dict[str, tuple[int, bytes]],
+) -> list[Script]:
+    """The scripts that write ``bits_by_key`` (``pieces``: the keys that go as
+    bitmaps, see :func:`dense_pieces`), in order, each sending at most
+    :data:`SCRIPT_SETBITS` SETBITs (or one key's entry, whatever it costs):
+    :data:`SETBITS_SCRIPT` when it has no piece, else
+    :data:`BITS_AND_PIECES_SCRIPT` with two scratch keys (of shard 0, on
+    one node), the same for each script."""
+    groups: list[list[tuple[str, tuple[str, str | int, str | bytes]]]] = [[]]
+    cost = 0
+    for key, entry, entry_cost in _entries(bits_by_key, pieces):
+        if groups[-1] and cost + entry_cost > SCRIPT_SETBITS:
+            groups.append([])
+            cost = 0
+        groups[-1].append((key, entry))
+        cost += entry_cost
+    scripts: list[Script] = []
+    scratch: list[str] | None = None
+    for group in groups:
+        if not group:
+            break
+        keys = [key for key, _ in group]
+        if not any(entry[0] == "p" for _, entry in group):
+            scripts.append(
+                (
+                    SETBITS_SCRIPT,
+                    keys,
+                    [word for _, entry in group for word in entry[1:]],
+                )
             )
-            offsets.append(
-                " ".join([str(user) for user, value in bits.items() if not value])
+            continue
+        if scratch is None:
+            # One pair for the batch: each script deletes them as it ends.
+            name = f"write_{uuid.uuid4().hex}"
+            scratch = [
+                layout.temporary_key(name, 0),
+                layout.temporary_key(f"{name}_covered", 0),
+            ]
+        scripts.append(
+            (
+                BITS_AND_PIECES_SCRIPT,
+                [*scratch, *keys],
+                [word for _, entry in group for word in entry],
             )
-        else:
-            offsets += (" ".join(map(str, bits)), "")
-        previous = bits
-    return offsets
+        )
+    return scripts
+
+
+def _run_scripts(store: Store, scripts: list[Script]) -> list[Any]:
+    """Run ``scripts`` on one node: one EVAL, or several in one round trip,
+    between which Redis answers its other clients; return their replies.
+    Each runs whatever the others do (SETBITs may be sent again); the first
+    outage among their errors is raised (see :func:`is_outage`), else the
+    first error."""
+    if len(scripts) == 1:
+        text, keys, args = scripts[0]
+        return [store.client.eval(text, len(keys), *keys, *args)]  # type: ignore[arg-type,unused-ignore]
+    replies = store.execute(scripts)
+    errors = [reply for reply in replies if isinstance(reply, Exception)]
+    if errors:
+        raise ([error for error in errors if _outage(error)] or errors)[0]
+    return replies
 
 
 def _write_shards(
@@ -692,26 +766,31 @@ def _write_shards(
     marks_by_shard: dict[int, list[Mark]],
     new_shards: list[int],
 ) -> None:
-    """One script per shard, and one for the registry's new shards, each
-    node's in one round trip (see :meth:`~flask_bitmapist.store.backend.Store.execute`);
+    """The scripts of each shard (:data:`SCRIPT_SETBITS` SETBITs at most
+    each), and one for the registry's new shards, each node's in one round
+    trip (see :meth:`~flask_bitmapist.store.backend.Store.execute`);
     :exc:`PartialWrite` names the marks of what failed."""
     keys_by_shard: dict[int, dict[str, dict[int, int]]] = {}
     for key, bits in bits_by_key.items():
         keys_by_shard.setdefault(shard_of_key[key], {})[key] = bits
-    order = sorted(keys_by_shard)
-    scripts: list[Script] = [
-        (SETBITS_SCRIPT, list(keys_by_shard[shard]), _offsets(keys_by_shard[shard]))
-        for shard in order
-    ]
+    # Each shard's scripts, SCRIPT_SETBITS SETBITs at most each, and the
+    # shard each script is of.
+    shard_of_script: list[int] = []
+    scripts: list[Script] = []
+    for shard in sorted(keys_by_shard):
+        shard_scripts = _scripts(store.layout, keys_by_shard[shard], {})
+        scripts += shard_scripts
+        shard_of_script += [shard] * len(shard_scripts)
     registry = store.layout.registry_key
     if new_shards and registry is not None:
         scripts.append(registry_script(registry, new_shards))
     replies = store.execute(scripts)
-    failed = {
-        shard: reply
-        for shard, reply in zip(order, replies, strict=False)
-        if isinstance(reply, Exception)
-    }
+    failed: dict[int, Any] = {}
+    for shard, reply in zip(shard_of_script, replies, strict=False):
+        # A shard whose scripts met an outage is sent again, whatever else
+        # its other scripts met.
+        if isinstance(reply, Exception) and not _outage(failed.get(shard)):
+            failed[shard] = reply
     if new_shards and isinstance(replies[-1], Exception):
         # Written again, with the registry, until a query can find them.
         failed.update(dict.fromkeys(new_shards, replies[-1]))
@@ -771,6 +850,11 @@ _REPLY_CODE = re.compile(
     r"(?:Error running script \(call to f_[0-9a-f]+\): (?:@user_script: ?\d+: )*-?)?"
     r"([A-Z]+)\b"
 )
+
+
+def _outage(reply: object) -> bool:
+    """Whether ``reply`` is an error that :func:`is_outage` calls an outage."""
+    return isinstance(reply, redis.RedisError) and is_outage(reply)
 
 
 def is_outage(error: redis.RedisError) -> bool:
