@@ -339,18 +339,25 @@ def writer_share(
     ``background`` app while it writes: interleaved rounds of the app with
     its writer writing (a batch every ``BITMAPIST_FLUSH_AT`` marks) and of
     the same app with its writer kept from writing until the round is over.
-    ``flush_at`` sets the live writer's ``BITMAPIST_FLUSH_AT``.
+    ``flush_at`` sets the live writer's ``BITMAPIST_FLUSH_AT``. A round
+    has ``requests``, and at least 10 batches' worth, so that most of the
+    live writer's batches are written within it, not in the flush after.
 
     :returns: ``ratio``, the median of each round's requests/s of the live
         writer's app over the idle one's; ``writer_cpu``, the CPU of the
         process's other threads per request (microseconds) in the live
-        writer's rounds, which is the writer's.
+        writer's rounds, which is the writer's; ``requests``, a round's;
+        ``flush_at``, the live writer's.
     """
     apps = {
         "live": create_app("background", redis_url, rules_folder, flush_at=flush_at),
         "idle": create_app("background", redis_url, rules_folder, idle_writer=True),
     }
     clients = {name: app.test_client() for name, app in apps.items()}
+    live = apps["live"]
+    requests = max(
+        requests, 10 * live.extensions["bitmapist"].state(live).settings.flush_at
+    )
     ratios: list[float] = []
     other_cpu: list[float] = []
     for round_number in range(rounds):
@@ -374,6 +381,8 @@ def writer_share(
     return {
         "ratio": statistics.median(ratios),
         "writer_cpu": statistics.median(other_cpu),
+        "requests": requests,
+        "flush_at": live.extensions["bitmapist"].state(live).settings.flush_at,
     }
 
 
@@ -472,7 +481,9 @@ def report_parts(
         print(f"  {variant + ', request thread':<34} {costs[variant] - bare:+7.2f} us, "
               f"{calls[variant] - calls['bare']:+d} Python calls")  # fmt: skip
     print(f"  {'writer thread CPU per mark':<34} {writer_cpu:7.2f} us")
-    print("  the background app's writer writing, against it idle (test client):")
+    print("  the background app's writer writing, against it idle (test client,")
+    print(f"  rounds of {share['requests']:,.0f} requests, a batch every "
+          f"{share['flush_at']:,.0f} marks):")  # fmt: skip
     print(f"  {'requests/s':<34} {share['ratio']:7.3f} ratio")
     print(f"  {'writer thread CPU per mark':<34} {share['writer_cpu']:7.2f} us")
     print("  a second client's PING p99 beside batches of 2,000 sparse marks:")
@@ -492,7 +503,14 @@ def parts(
         request_thread_costs(redis_url, rules_folder, requests * 2, rounds),
         python_calls_per_request(redis_url, rules_folder),
         writer_cpu_per_mark(redis_url, 2 if quick else 200),
-        writer_share(redis_url, rules_folder, requests * 2, rounds, flush_at),
+        # Rounds of 20,000 requests and more: a third as many.
+        writer_share(
+            redis_url,
+            rules_folder,
+            requests * 2,
+            max(2, rounds // 3),
+            25 if quick and flush_at is None else flush_at,
+        ),
         redis_beside_writer(redis_url, 0.3 if quick else 2.0, 2 if quick else 5),
         requests * 2,
         rounds,

@@ -37,19 +37,26 @@ def submit_marks(app: Flask | None, state: AppState, marks: Sequence[Mark]) -> N
     :data:`~flask_bitmapist.track.signals.event_marked` for each one that went
     through: written in sync mode (none when the write failed), queued in
     background mode (not those a full queue dropped). Every source of marks
-    goes through here.
+    goes through here, or does the same inline where a request waits for it
+    (``@mark``, the YAML rules: a Python call less).
 
     :param app: the signal's sender; ``None`` for the current app, looked up
         only when the signal has receivers.
     """
     accepted = state.writer.submit_many(marks)
     if event_marked.receivers:
-        if app is None:
-            app = current_app._get_current_object()  # type: ignore[attr-defined]
-        for mark in accepted:
-            event_marked.send(
-                app, event_name=mark.event_name, user_id=mark.user_id, when=mark.when
-            )
+        announce_marks(app, accepted)
+
+
+def announce_marks(app: Flask | None, marks: Sequence[Mark]) -> None:
+    """Send :data:`~flask_bitmapist.track.signals.event_marked` for each of
+    ``marks`` (``app``: the sender; ``None`` for the current app)."""
+    if app is None:
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+    for mark in marks:
+        event_marked.send(
+            app, event_name=mark.event_name, user_id=mark.user_id, when=mark.when
+        )
 
 
 def mark_event(
@@ -188,24 +195,19 @@ def mark(
 
     uuid_is_callable = callable(uuid)
 
-    def mark_after_call() -> None:
-        try:
-            user_id = uuid() if uuid_is_callable else uuid
-            # mark_event without checking the name again.
-            _submit(event_name, user_id, None, track_hourly, track_unique, system, 1)
-        except Exception:
-            state = current_state()
-            if state is None or state.settings.raise_errors:
-                raise
-            logger.exception("@mark(%r) marked nothing", event_name)
-
     def decorator(function: F) -> F:
         if inspect.iscoroutinefunction(function):
 
             @functools.wraps(function)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                 result = await function(*args, **kwargs)
-                mark_after_call()
+                try:
+                    user_id = uuid() if uuid_is_callable else uuid
+                    _submit(
+                        event_name, user_id, None, track_hourly, track_unique, system, 1
+                    )
+                except Exception:
+                    _marking_failed(event_name)
                 return result
 
             return cast(F, async_wrapper)
@@ -213,12 +215,30 @@ def mark(
         @functools.wraps(function)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             result = function(*args, **kwargs)
-            mark_after_call()
+            # mark_event without checking the name again, inline (as in
+            # async_wrapper): a function of its own would be a Python call
+            # more on every marked request.
+            try:
+                user_id = uuid() if uuid_is_callable else uuid
+                _submit(
+                    event_name, user_id, None, track_hourly, track_unique, system, 1
+                )
+            except Exception:
+                _marking_failed(event_name)
             return result
 
         return cast(F, wrapper)
 
     return decorator
+
+
+def _marking_failed(event_name: str) -> None:
+    """In ``@mark``'s ``except`` block: log the failure to mark, or raise it
+    again outside an app or with ``BITMAPIST_RAISE_ERRORS``."""
+    state = current_state()
+    if state is None or state.settings.raise_errors:
+        raise  # the failure being handled, in the caller's except block
+    logger.exception("@mark(%r) marked nothing", event_name)
 
 
 def flush(timeout: float | None = None) -> bool:
