@@ -12,13 +12,18 @@ once when Flask passes it no exception and answers exceptions itself (not
 testing, not debugging, no ``PROPAGATE_EXCEPTIONS``): there, a request
 without one ran its after hooks. The one it then misses: an
 ``after_request`` function that fails again on the 500 of an exception that
-the app's ``should_ignore_error`` ignores. It stays installed everywhere:
-only it sees every request whose after hook never ran (taking it out where
-exceptions do not propagate lost five kinds of failed requests,
-tests/test_request_calls_review.py). A ``before_request`` hook is
-installed only when some rule is a before rule or reads a ``session:``
-source. A request to an endpoint no rule names costs the two hook calls and
-a dict lookup (the README's performance section).
+the app's ``should_ignore_error`` ignores. It stays installed: only it sees
+every request whose after hook never ran (taking it out lost failed
+requests twice: tests/test_request_calls_review.py,
+tests/test_rules_close_review.py). But only for the requests after rules
+may fire for: when every after rule names endpoints of some blueprints
+(``admin.*``, ``shop.cart.view``), it is those blueprints' teardown hook
+(:meth:`~flask_bitmapist.track.rules.RuleSet.after_rule_blueprints`), and
+Flask does not call it for the app's other requests. A
+``before_request`` hook is installed only when some rule is a before rule
+or reads a ``session:`` source. A request to an endpoint no rule names costs
+the after hook's call, the teardown hook's unless the rules are of
+blueprints, and a dict lookup (the README's performance section).
 What the hooks keep about a request lives on the request object itself, so a
 test that pushes one app context for many requests marks each of them.
 
@@ -173,7 +178,19 @@ class RuleHooks:
         app.after_request_funcs.setdefault(None, []).insert(
             0, functools.partial(RuleHooks.after_request, self)
         )
-        app.teardown_request(functools.partial(RuleHooks.teardown_request, self))
+        # The teardown hook serves requests that after rules may fire for:
+        # only theirs, when those are of some blueprints (Flask calls a
+        # blueprint's hooks on its requests alone). The after hook stays on
+        # every request, the last of the app's after_request functions.
+        # Registered through app.teardown_request first, which refuses an app
+        # that has served its first request, then moved.
+        teardown = functools.partial(RuleHooks.teardown_request, self)
+        app.teardown_request(teardown)
+        blueprints = self._ruleset.after_rule_blueprints()
+        if blueprints != {None}:
+            app.teardown_request_funcs[None].remove(teardown)
+            for blueprint in blueprints:
+                app.teardown_request_funcs.setdefault(blueprint, []).append(teardown)
         if self._login_sources:
             from flask_login import user_logged_out
 

@@ -377,6 +377,16 @@ def _node_at(
     return node
 
 
+def _blueprint_of(endpoint: str | None) -> str | None:
+    """The blueprint of every endpoint that ``endpoint`` (a name or a glob)
+    matches: what comes before the last dot ahead of any glob character;
+    ``None`` when that is nothing, or for no endpoint (a path rule)."""
+    if endpoint is None:
+        return None
+    literal = re.split(r"[*?\[]", endpoint, maxsplit=1)[0]
+    return literal.rpartition(".")[0] or None
+
+
 def _line_of(root: yaml.Node | None, path: Sequence[Any]) -> int:
     """The 1-based line of the node at ``path`` (or of its nearest ancestor)."""
     node = _node_at(root, path)
@@ -414,6 +424,27 @@ class RuleSet:
                 tuple(rule for rule in candidates if rule.when == "after"),
             )
         return found
+
+    def after_rule_blueprints(self) -> frozenset[str | None]:
+        """The blueprints whose requests after rules may fire for, by the
+        names Flask keeps a request's hooks under (``request.blueprints``,
+        which Flask reads off the endpoint: ``shop.cart.view`` is of
+        ``shop.cart`` and ``shop``): ``{None}`` when some may fire for a
+        request of any blueprint or none (a path rule, an endpoint without a
+        dot, a glob that starts before one), none when there is no after
+        rule. A blueprint within another of them is left out: the outer one
+        covers its requests."""
+        found = {
+            _blueprint_of(rule.endpoint) for rule in self.rules if rule.when == "after"
+        }
+        if None in found:
+            return frozenset({None})
+        names = {name for name in found if name is not None}
+        return frozenset(
+            name
+            for name in names
+            if not any(name.startswith(f"{other}.") for other in names)
+        )
 
     def problems(self, app: Flask) -> list[RuleProblem]:
         """Why rules cannot fire on ``app``, in the order of the rules: see
