@@ -102,15 +102,16 @@ def test_write_benchmark_prints_every_ratio(redis_url: str) -> None:
     assert float(parts[5][1]) >= 0
     assert re.search(r"^  requests/s +\d\.\d{3} ratio$", output, re.MULTILINE)
     beside = re.findall(
-        r"^  (scripts of 1,500 SETBITs at most|one script) +(\d+\.\d\d) ms$",
+        r"^  (scripts of 1,500 SETBITs at most|one script) +(\d+\.\d\d) ms, "
+        r"(\d+\.\d\d) ms a script$",
         output,
         re.MULTILINE,
     )
-    assert [name for name, _ in beside] == [
+    assert [name for name, _, _ in beside] == [
         "scripts of 1,500 SETBITs at most",
         "one script",
     ]
-    assert all(float(p99) > 0 for _, p99 in beside)
+    assert all(float(p99) > 0 and float(script) > 0 for _, p99, script in beside)
     # The Python calls of a request, counted: the extension adds some to
     # every variant's request, even to one that no rule matches (its hook).
     calls = re.findall(

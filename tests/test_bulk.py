@@ -123,6 +123,7 @@ def test_bulk_writes_what_write_marks_writes(
     # Small scripts and pages, so that a few hundred ids split into several.
     monkeypatch.setattr(bulk, "SCRIPT_BYTES", 64)
     monkeypatch.setattr(bulk, "MAX_BATCH", 7)
+    monkeypatch.setattr(bulk, "SCRIPT_SETBITS", 7)
     store = stores[name]
     ids_by_group = {
         (event, (NOW - timedelta(days=days)).replace(hour=hour if hourly else 0)): ids

@@ -9,8 +9,8 @@ the maximum, a larger max_user_id); strict mode writes nothing.
 
 The defects, fixed in the commit after it: an empty group crashed
 write_user_ids; a script carried up to twice SCRIPT_BYTES of bitmaps and
-twice MAX_BATCH SETBITs, not "at most"; repeated ids made two far-apart
-users a bitmap of many kilobytes; the importer's docstrings named a
+twice SCRIPT_SETBITS (then MAX_BATCH) SETBITs, not "at most"; repeated ids
+made two far-apart users a bitmap of many kilobytes; the importer's docstrings named a
 function that no longer existed."""
 
 from __future__ import annotations
@@ -145,18 +145,19 @@ def test_a_script_carries_at_most_script_bytes_of_bitmaps(
 def test_a_script_carries_at_most_max_batch_setbits(
     client: redis.Redis, monkeypatch: pytest.MonkeyPatch, sizes: Sizes
 ) -> None:
-    """bulk._send's docstring: scripts of at most MAX_BATCH SETBITs. The
-    count is checked after adding a key's SETBITs, so a script holds up to
-    2 x MAX_BATCH - 1 (here 6 + 6 against 7). Fix: as for the bytes, run
-    the script before adding an entry that would pass MAX_BATCH."""
+    """bulk._send's docstring: scripts of at most SCRIPT_SETBITS (then
+    MAX_BATCH) SETBITs. The count was checked after adding a key's SETBITs,
+    so a script held up to 2 x SCRIPT_SETBITS - 1 (here 6 + 6 against 7). Fix: as for the bytes, run
+    the script before adding an entry that would pass SCRIPT_SETBITS."""
     monkeypatch.setattr(bulk, "MAX_BATCH", 7)
+    monkeypatch.setattr(bulk, "SCRIPT_SETBITS", 7)
     lines = [
         json.dumps({"event": "a", "user": user, "time": "2026-03-14T12:00:00Z"})
         for user in (1, 100, 1000, 10_000, 100_000, 1_000_000)
     ]
     import_marks(client, read_marks(lines, "jsonl"))
     assert sum(sizes.setbits) == 3 * 6
-    assert max(sizes.setbits) <= bulk.MAX_BATCH
+    assert max(sizes.setbits) <= bulk.SCRIPT_SETBITS
 
 
 def test_repeated_ids_of_two_far_apart_users_go_as_setbits_not_a_bitmap(
@@ -373,6 +374,7 @@ def test_the_import_writes_what_write_marks_writes(
     existing key's TTL kept."""
     monkeypatch.setattr(bulk, "SCRIPT_BYTES", 512)
     monkeypatch.setattr(bulk, "MAX_BATCH", 50)
+    monkeypatch.setattr(bulk, "SCRIPT_SETBITS", 50)
     monkeypatch.setattr(importer, "WINDOW", 700)
     hourly, unique = flags
     lines = lines_for(max_user_id, seed=max_user_id + hourly)

@@ -24,7 +24,6 @@ from flask_bitmapist.store.bulk import write_user_ids
 from flask_bitmapist.store.layout import BITMAPIST, KeyLayout, Period, ShardedLayout
 from flask_bitmapist.store.writer import (
     BITS_AND_PIECES_SCRIPT,
-    MAX_BATCH,
     PIECE_KEY_BYTES,
     Mark,
     is_dense,
@@ -292,7 +291,7 @@ def test_a_key_grown_past_piece_key_bytes_after_strlen_gets_no_more_than_max_bat
     write_user_ids(store, {("a", NOW): ids}, False, False, set())
     assert db.bitcount(day) == len(ids) + 1
     assert db.bitcount(BITMAPIST.key("a", Period.of("month", NOW))) == len(ids)
-    assert max(setbits) <= MAX_BATCH, setbits
+    assert max(setbits) <= bulk.SCRIPT_SETBITS, setbits
 
 
 def test_the_script_constant_is_piece_key_bytes() -> None:

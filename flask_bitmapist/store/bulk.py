@@ -39,6 +39,11 @@ from .writer import (
 #: longest a bitmap is ORed into
 #: (:data:`~flask_bitmapist.store.writer.PIECE_KEY_BYTES`), 0.3 ms.
 SCRIPT_BYTES = PIECE_KEY_BYTES
+#: The most SETBITs one script of the import sends: as many as a script of
+#: the writer took before its scripts were bounded by
+#: :data:`~flask_bitmapist.store.writer.SCRIPT_SETBITS`. An import is run by
+#: an operator, and takes longer scripts for fewer round trips.
+SCRIPT_SETBITS = 10_000
 #: The most bytes of bitmap a key may have for each bit a bitmap sets in
 #: it: the bitmap is built, sent and read from byte 0. Redis alone would
 #: take 8 KiB a bit (a SETBIT in a script took 0.8 us, a pass over 8 KiB
@@ -127,7 +132,7 @@ def _by_shard(store: Store, user_ids: Sequence[int]) -> dict[int, Sequence[int]]
 def _send(store: Store, offsets_by_key: dict[str, list[int]]) -> None:
     """Set the bits at each key's offsets, in scripts that go over at most
     :data:`SCRIPT_BYTES` of bitmaps and send at most
-    :data:`~flask_bitmapist.store.writer.MAX_BATCH` SETBITs."""
+    :data:`SCRIPT_SETBITS` SETBITs."""
     candidates = [
         key for key, offsets in offsets_by_key.items() if len(offsets) >= DENSE_MARKS
     ]
@@ -146,7 +151,7 @@ def _send(store: Store, offsets_by_key: dict[str, list[int]]) -> None:
         ):
             if keys and (
                 passed + entry_passed > SCRIPT_BYTES
-                or setbits + entry_setbits > MAX_BATCH
+                or setbits + entry_setbits > SCRIPT_SETBITS
             ):
                 _run(store, scratch, keys, words)
                 keys, words, passed, setbits = [], [], 0, 0
@@ -184,7 +189,7 @@ def _entries(
     most :data:`BYTES_PER_BIT` bytes a bit, and at most :data:`SCRIPT_BYTES`:
     it lays the bitmap in a scratch key from byte 0 and ORs it into the key,
     each a pass over the longer of the two. Else SETBITs (``"s"``, the
-    distinct offsets, none to clear), :data:`~flask_bitmapist.store.writer.MAX_BATCH`
+    distinct offsets, none to clear), :data:`SCRIPT_SETBITS`
     at most an entry."""
     if len(offsets) >= DENSE_MARKS:
         passes = max(length, (max(offsets) >> 3) + 1)
@@ -196,11 +201,11 @@ def _entries(
     distinct = list(dict.fromkeys(offsets))
     return [
         (
-            ("s", " ".join(map(str, distinct[start : start + MAX_BATCH])), ""),
+            ("s", " ".join(map(str, distinct[start : start + SCRIPT_SETBITS])), ""),
             0,
-            len(distinct[start : start + MAX_BATCH]),
+            len(distinct[start : start + SCRIPT_SETBITS]),
         )
-        for start in range(0, len(distinct), MAX_BATCH)
+        for start in range(0, len(distinct), SCRIPT_SETBITS)
     ]
 
 

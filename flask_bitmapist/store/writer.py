@@ -47,11 +47,12 @@ logger = logging.getLogger("flask_bitmapist")
 MAX_BATCH = 10_000
 #: The most SETBITs one script of :func:`write_marks` sends (a bitmap counts
 #: as :data:`DENSE_MARKS` of them), so that a script holds Redis about a
-#: millisecond: 1,500 is the month, week and day of 500 marks, 0.9 ms for ids
-#: spread over 16 million on Redis 7.0 (3.9 ms for 2,000 marks). A batch with
+#: millisecond: 1,500 is the month, week and day of 500 marks. A batch with
 #: more goes as several scripts in one round trip, between which Redis
-#: answers its other clients (a PING's p99 2.3 ms against 4.4 ms beside
-#: batches of 2,000 marks in one script, scripts/bench.py).
+#: answers its other clients. Part (h) of scripts/bench.py measures both
+#: beside back-to-back batches of 2,000 marks of ids spread over 16 million:
+#: the time a script runs in Redis, and a second client's PING p99 (README,
+#: performance).
 SCRIPT_SETBITS = 1_500
 _BACKOFF_FIRST = 0.05
 _BACKOFF_CAP = 2.0
@@ -407,9 +408,14 @@ def write_marks(
         # and unique key when it tracks them): a larger batch maps them
         # first, in a round trip of their own, and its bits go as any
         # batch's.
+        # Counted mark by mark only for a batch of 300 to 500 marks.
         together = not cluster and (
-            sum(3 + mark.track_hourly + mark.track_unique for mark in marks)
-            <= SCRIPT_SETBITS
+            len(marks) * 5 <= SCRIPT_SETBITS
+            or (
+                len(marks) * 3 <= SCRIPT_SETBITS
+                and sum(3 + mark.track_hourly + mark.track_unique for mark in marks)
+                <= SCRIPT_SETBITS
+            )
         )
         dense_of, new_ids = _dense_ids(id_map, store, marks, together=together)
     refused: list[Mark] = []
@@ -703,10 +709,10 @@ def _scripts(
     :data:`SETBITS_SCRIPT` when it has no piece, else
     :data:`BITS_AND_PIECES_SCRIPT` with two scratch keys (of shard 0, on
     one node), the same for each script."""
-    groups: list[list[tuple[str, tuple[str, str | int, str | bytes]]]] = [[]]
+    groups: list[list[tuple[str, tuple[str, str | int, str | bytes]]]] = []
     cost = 0
     for key, entry, entry_cost in _entries(bits_by_key, pieces):
-        if groups[-1] and cost + entry_cost > SCRIPT_SETBITS:
+        if not groups or cost + entry_cost > SCRIPT_SETBITS:
             groups.append([])
             cost = 0
         groups[-1].append((key, entry))
@@ -714,8 +720,6 @@ def _scripts(
     scripts: list[Script] = []
     scratch: list[str] | None = None
     for group in groups:
-        if not group:
-            break
         keys = [key for key, _ in group]
         if not any(entry[0] == "p" for _, entry in group):
             scripts.append(
