@@ -25,6 +25,15 @@ machine, interleaved round by round, so the machine's noise hits both sides:
     while it writes: the ``background`` app with its writer writing against
     the same app with its writer idle, and the writer thread's CPU there.
 
+Beside them, the floor of (a): the least a Flask app can do to mark a request
+in the background, with no extension. ``mark floor``: a decorator that reads
+the view's argument and the time and appends them to a deque. ``rule floor``:
+an ``after_request`` function that does the same with the status, and a
+``teardown_request`` function that returns at once (what an after rule needs
+for the requests that end in an exception). The floors show what a request
+costs that Flask's hooks and Python's least work make it pay; the extension's
+variants are printed against them too.
+
 (a), (b) and (d) run through the Flask test client and through a real WSGI server
 (werkzeug, HTTP/1.1 keep-alive) in a subprocess on 127.0.0.1.
 
@@ -48,6 +57,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import deque
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -56,7 +66,7 @@ import bench_queries
 import bitmapist
 import redis
 from benchkit import load_average
-from flask import Flask, request
+from flask import Flask, Response, request
 from werkzeug.test import EnvironBuilder
 
 from flask_bitmapist import FlaskBitmapist, flush, mark
@@ -65,7 +75,17 @@ from flask_bitmapist.store import writer
 from flask_bitmapist.store.writer import Mark, write_marks
 from flask_bitmapist.testing import free_port
 
-VARIANTS = ("bare", "background", "sync", "rule", "50 unmatched rules")
+VARIANTS = (
+    "bare",
+    "background",
+    "sync",
+    "rule",
+    "50 unmatched rules",
+    "mark floor",
+    "rule floor",
+)
+#: Each floor, and the variant it is the floor of.
+FLOORS = {"mark floor": "background", "rule floor": "rule"}
 ONE_RULE = """
 rules:
   - event: "song:played"
@@ -105,8 +125,12 @@ def create_app(
         return "ok"
 
     view = mark("song:played", lambda: _view_arg("user_id"))(play) if marked else play
+    if variant == "mark floor":
+        view = _floor_mark(play)
     app.add_url_rule("/play/<int:user_id>", "play", view)
-    if variant == "bare":
+    if variant == "rule floor":
+        _install_floor_hooks(app)
+    if variant in ("bare", *FLOORS):
         return app
     app.config.update(
         BITMAPIST_REDIS_URL=redis_url,
@@ -130,6 +154,40 @@ def create_app(
 
 def _view_arg(name: str) -> object:
     return (request.view_args or {})[name]
+
+
+# Bounded, so that rounds of any length hold its memory: a full deque's
+# append drops its oldest item for the same cost.
+_FLOOR_QUEUE: deque[tuple[object, ...]] = deque(maxlen=100_000)
+
+
+def _floor_mark(view: Callable[[int], str]) -> Callable[[int], str]:
+    """The least ``@mark`` must do: call the view, then hand off the user id
+    and the time."""
+
+    def marked(user_id: int) -> str:
+        result = view(user_id)
+        _FLOOR_QUEUE.append((_view_arg("user_id"), datetime.now(timezone.utc)))
+        return result
+
+    return marked
+
+
+def _install_floor_hooks(app: Flask) -> None:
+    """The least an after rule must do: an after hook that hands off the
+    user id, the time and the status, and a teardown hook."""
+
+    def after(response: Response) -> Response:
+        _FLOOR_QUEUE.append(
+            (_view_arg("user_id"), datetime.now(timezone.utc), response.status_code)
+        )
+        return response
+
+    def teardown(error: BaseException | None) -> None:
+        return None
+
+    app.after_request(after)
+    app.teardown_request(teardown)
 
 
 def serve(variant: str, port: int, redis_url: str, rules_folder: Path) -> None:
@@ -263,7 +321,14 @@ def three_marks_rates(
     return rates
 
 
-PART_VARIANTS = ("bare", "background", "rule", "50 unmatched rules")
+PART_VARIANTS = (
+    "bare",
+    "background",
+    "mark floor",
+    "rule",
+    "rule floor",
+    "50 unmatched rules",
+)
 
 
 def request_thread_costs(
@@ -548,6 +613,16 @@ def report(title: str, rates: dict[str, list[float]], baseline: str, unit: str) 
         print(f"  {name:<26} {median:>10.0f} {unit}  ratio {ratio:.3f} vs {baseline}")
 
 
+def report_floors(rates: dict[str, list[float]]) -> None:
+    """Each variant that has a floor against it, as :func:`report` does."""
+    for floor, variant in FLOORS.items():
+        ratio = statistics.median(
+            value / base
+            for value, base in zip(rates[variant], rates[floor], strict=True)
+        )
+        print(f"  {variant + ' / ' + floor:<43} ratio {ratio:.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -592,18 +667,13 @@ def main() -> None:
               f"{args.rounds} rounds x {args.requests} requests, medians, "
               f"load average {load_average()}")  # fmt: skip
         if not args.parts:
-            report(
-                "(a, b, d) Flask test client",
-                test_client_rates(redis_url, rules_folder, args.requests, args.rounds),
-                "bare",
-                "req/s",
-            )
-            report(
-                "(a, b, d) werkzeug server on 127.0.0.1, keep-alive",
-                server_rates(redis_url, rules_folder, args.requests, args.rounds),
-                "bare",
-                "req/s",
-            )
+            for title, rates in (
+                ("(a, b, d) Flask test client", test_client_rates),
+                ("(a, b, d) werkzeug server on 127.0.0.1, keep-alive", server_rates),
+            ):
+                measured = rates(redis_url, rules_folder, args.requests, args.rounds)
+                report(title, measured, "bare", "req/s")
+                report_floors(measured)
             report(
                 "(c) marking 3 events",
                 three_marks_rates(redis_url, args.requests, args.rounds),

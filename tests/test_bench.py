@@ -39,8 +39,20 @@ def test_write_benchmark_prints_every_ratio(redis_url: str) -> None:
     )
     names = [name.strip() for name, _ in ratios]
     variants = ["bare", "background", "sync", "rule", "50 unmatched rules"]
+    variants += ["mark floor", "rule floor"]
     assert names == [*variants, *variants, "one round trip", "3 x bitmapist.mark_event"]
     assert all(float(ratio) > 0 for _, ratio in ratios)
+    # Under each of the two tables of (a, b, d): the variants against their floors.
+    against_floors = re.findall(
+        r"^  (background / mark floor|rule / rule floor) +ratio (\d\.\d{3})$",
+        output,
+        re.MULTILINE,
+    )
+    assert [name for name, _ in against_floors] == [
+        "background / mark floor",
+        "rule / rule floor",
+    ] * 2
+    assert all(float(ratio) > 0 for _, ratio in against_floors)
     assert "(e) 5x5 cohort by days, 1,000 users a day" in output
     assert re.search(r"ratio +\d+\.\dx faster", output)
     assert "(f) importing 2,000 events" in output
@@ -92,14 +104,16 @@ def test_write_benchmark_prints_every_ratio(redis_url: str) -> None:
     assert [name for name, _ in parts] == [
         "bare Flask",
         "background, request thread",
+        "mark floor, request thread",
         "rule, request thread",
+        "rule floor, request thread",
         "50 unmatched rules, request thread",
         "writer thread CPU per mark",
         "writer thread CPU per mark",
     ]
     assert float(parts[0][1]) > 0
-    assert float(parts[4][1]) > 0
-    assert float(parts[5][1]) >= 0
+    assert float(parts[6][1]) > 0
+    assert float(parts[7][1]) >= 0
     assert re.search(r"^  requests/s +\d\.\d{3} ratio$", output, re.MULTILINE)
     beside = re.findall(
         r"^  (scripts of 1,500 SETBITs at most|one script) +(\d+\.\d\d) ms, "
@@ -117,7 +131,7 @@ def test_write_benchmark_prints_every_ratio(redis_url: str) -> None:
     calls = re.findall(
         r"us(?: a request)?, ([-+]?\d+) Python calls$", output, re.MULTILINE
     )
-    assert len(calls) == 4
+    assert len(calls) == 6
     assert int(calls[0]) > 100
     assert all(int(added) > 0 for added in calls[1:])
 
