@@ -250,10 +250,12 @@ def test_an_outage_among_the_errors_is_the_one_raised(
         writer._run_scripts(store, [refused, outage, ("return 1", [], [])])
     with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
         writer._run_scripts(store, [("return 1", [], []), refused, refused])
-    assert writer._run_scripts(store, [("return 1", [], []), ("return 2", [], [])]) == [
-        1,
-        2,
-    ]
+    # Without an error, every script runs.
+    setting = "return redis.call('SET', KEYS[1], ARGV[1])"
+    writer._run_scripts(
+        store, [(setting, ["ran:a"], ["1"]), (setting, ["ran:b"], ["2"])]
+    )
+    assert store.client.mget("ran:a", "ran:b") == [b"1", b"2"]
 
 
 def test_a_cluster_shard_with_one_failed_script_is_refused_and_the_others_written(

@@ -747,20 +747,18 @@ def _scripts(
     return scripts
 
 
-def _run_scripts(store: Store, scripts: list[Script]) -> list[Any]:
+def _run_scripts(store: Store, scripts: list[Script]) -> None:
     """Run ``scripts`` on one node: one EVAL, or several in one round trip,
-    between which Redis answers its other clients; return their replies.
-    Each runs whatever the others do (SETBITs may be sent again); the first
-    outage among their errors is raised (see :func:`is_outage`), else the
-    first error."""
+    between which Redis answers its other clients. Each runs whatever the
+    others do (SETBITs may be sent again); the first outage among their
+    errors is raised (see :func:`is_outage`), else the first error."""
     if len(scripts) == 1:
         text, keys, args = scripts[0]
-        return [store.client.eval(text, len(keys), *keys, *args)]  # type: ignore[arg-type,unused-ignore]
-    replies = store.execute(scripts)
-    errors = [reply for reply in replies if isinstance(reply, Exception)]
+        store.client.eval(text, len(keys), *keys, *args)  # type: ignore[arg-type,unused-ignore]
+        return
+    errors = [reply for reply in store.execute(scripts) if isinstance(reply, Exception)]
     if errors:
         raise ([error for error in errors if _outage(error)] or errors)[0]
-    return replies
 
 
 def _write_shards(
