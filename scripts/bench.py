@@ -25,17 +25,30 @@ machine, interleaved round by round, so the machine's noise hits both sides:
     while it writes: the ``background`` app with its writer writing against
     the same app with its writer idle, and the writer thread's CPU there.
 
-Beside them, the floor of (a): the least a Flask app can do to mark a request
-in the background, with no extension. ``mark floor``: a decorator that reads
-the view's argument and the time and appends them to a deque. ``rule floor``:
-an ``after_request`` function that does the same with the status, and a
-``teardown_request`` function that returns at once (what an after rule needs
-for the requests that end in an exception). The floors show what a request
-costs that Flask's hooks and Python's least work make it pay; the extension's
-variants are printed against them too.
+Beside them, the floor of (a) and (d): the least a Flask app can do to mark a
+request in the background, with no extension. ``mark floor``: a decorator that
+reads the view's argument and the time and appends them to a deque. ``rule
+floor``: an ``after_request`` function that does the same with the status, and
+a ``teardown_request`` function that returns at once (what an after rule needs
+for the requests that end in an exception). ``hook floor``: an
+``after_request`` function that returns the response at once (what after
+rules of the whole app cost a request they do not mark: Flask has no
+per-endpoint hook that runs after the app's own ``after_request`` functions).
+The floors show what a request costs that Flask's hooks and Python's least
+work make it pay; the extension's variants are printed against them too.
+
+And the resolution of each table: ``bare again``, a second app without the
+extension (a second server process behind the server), against ``bare``. Two
+copies of the same app read as far apart as this A/A ratio is from 1.000, so
+a ratio closer to a target than that does not show whether it is met.
 
 (a), (b) and (d) run through the Flask test client and through a real WSGI server
-(werkzeug, HTTP/1.1 keep-alive) in a subprocess on 127.0.0.1.
+(werkzeug, HTTP/1.1 keep-alive) in a subprocess on 127.0.0.1. Their rounds are
+split among ``--processes`` sets of apps (5): for the test client, each set in
+an interpreter of its own; behind the server, each set a new server process
+per variant. Two copies of one app in one process can read several points
+apart however long they run, so one set of apps would measure where its
+objects happened to land as much as the code.
 
     python scripts/bench.py                  # full run, a few minutes
     python scripts/bench.py --quick          # tiny sizes, proves it works
@@ -77,15 +90,23 @@ from flask_bitmapist.testing import free_port
 
 VARIANTS = (
     "bare",
+    "bare again",
     "background",
     "sync",
     "rule",
     "50 unmatched rules",
     "mark floor",
     "rule floor",
+    "hook floor",
 )
 #: Each floor, and the variant it is the floor of.
-FLOORS = {"mark floor": "background", "rule floor": "rule"}
+FLOORS = {
+    "mark floor": "background",
+    "rule floor": "rule",
+    "hook floor": "50 unmatched rules",
+}
+#: The apps without the extension.
+PLAIN = ("bare", "bare again", *FLOORS)
 ONE_RULE = """
 rules:
   - event: "song:played"
@@ -115,7 +136,8 @@ def create_app(
     flush_at: int | None = None,
 ) -> Flask:
     """The benchmarked app: one view, marked by ``@mark`` (``background`` and
-    ``sync``), by a YAML rule (``rule``), or not at all. With ``idle_writer``
+    ``sync``), by a YAML rule (``rule``), by a floor's hooks (see the module's
+    docstring), or not at all (``bare``, ``bare again``). With ``idle_writer``
     the background writer writes only when flushed; ``flush_at`` sets
     ``BITMAPIST_FLUSH_AT`` (default: the extension's)."""
     app = Flask(f"bench_{variant.replace(' ', '_')}")
@@ -130,7 +152,9 @@ def create_app(
     app.add_url_rule("/play/<int:user_id>", "play", view)
     if variant == "rule floor":
         _install_floor_hooks(app)
-    if variant in ("bare", *FLOORS):
+    if variant == "hook floor":
+        app.after_request(_returned)
+    if variant in PLAIN:
         return app
     app.config.update(
         BITMAPIST_REDIS_URL=redis_url,
@@ -190,6 +214,10 @@ def _install_floor_hooks(app: Flask) -> None:
     app.teardown_request(teardown)
 
 
+def _returned(response: Response) -> Response:
+    return response
+
+
 def serve(variant: str, port: int, redis_url: str, rules_folder: Path) -> None:
     """Serve one variant with werkzeug's single-threaded server (subprocess)."""
     from werkzeug.serving import WSGIRequestHandler, make_server
@@ -217,14 +245,18 @@ def timed(requests: int, send: Callable[[int], None]) -> float:
 
 
 def test_client_rates(
-    redis_url: str, rules_folder: Path, requests: int, rounds: int
+    redis_url: str,
+    rules_folder: Path,
+    requests: int,
+    rounds: int,
+    first_round: int = 0,
 ) -> dict[str, list[float]]:
     apps = {
         variant: create_app(variant, redis_url, rules_folder) for variant in VARIANTS
     }
     clients = {variant: app.test_client() for variant, app in apps.items()}
     rates: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
-    for round_number in range(rounds):
+    for round_number in range(first_round, first_round + rounds):
         for variant in rotated(VARIANTS, round_number):
             web = clients[variant]
 
@@ -236,8 +268,77 @@ def test_client_rates(
     return rates
 
 
+def in_fresh_processes(
+    measure: Callable[[str, Path, int, int, int], dict[str, list[float]]],
+    processes: int,
+) -> Callable[[str, Path, int, int], dict[str, list[float]]]:
+    """``measure`` split into ``processes`` parts of the rounds, each with
+    apps (or servers) of their own, their rounds put together.
+
+    Two copies of the same app in one process can read several points
+    apart however many rounds they run (``bare again``; an app's objects
+    land in memory and in the CPU's caches as they happen to, and str
+    hashes are seeded per process), so a variant's apps are built afresh
+    for each part: for the test client, in a new interpreter.
+    """
+
+    def measured(
+        redis_url: str, rules_folder: Path, requests: int, rounds: int
+    ) -> dict[str, list[float]]:
+        parts = min(processes, rounds)
+        rates: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
+        first_round = 0
+        for part in range(parts):
+            part_rounds = rounds // parts + (part < rounds % parts)
+            # Each part goes on rotating the order where the last one
+            # stopped, so that each variant goes first as often.
+            for variant, values in measure(
+                redis_url, rules_folder, requests, part_rounds, first_round
+            ).items():
+                rates[variant] += values
+            first_round += part_rounds
+        return rates
+
+    return measured
+
+
+def test_client_rates_apart(
+    redis_url: str,
+    rules_folder: Path,
+    requests: int,
+    rounds: int,
+    first_round: int = 0,
+) -> dict[str, list[float]]:
+    """:func:`test_client_rates` in a new interpreter."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--test-client-rounds",
+            str(rounds),
+            "--first-round",
+            str(first_round),
+            "--requests",
+            str(requests),
+            "--redis-url",
+            redis_url,
+            "--rules-folder",
+            str(rules_folder),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    rates: dict[str, list[float]] = json.loads(result.stdout)
+    return rates
+
+
 def server_rates(
-    redis_url: str, rules_folder: Path, requests: int, rounds: int
+    redis_url: str,
+    rules_folder: Path,
+    requests: int,
+    rounds: int,
+    first_round: int = 0,
 ) -> dict[str, list[float]]:
     ports = {variant: free_port() for variant in VARIANTS}
     servers = [
@@ -260,7 +361,7 @@ def server_rates(
     try:
         connections = {variant: _connect(port) for variant, port in ports.items()}
         rates: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
-        for round_number in range(rounds):
+        for round_number in range(first_round, first_round + rounds):
             for variant in rotated(VARIANTS, round_number):
                 connection = connections[variant]
 
@@ -328,6 +429,7 @@ PART_VARIANTS = (
     "rule",
     "rule floor",
     "50 unmatched rules",
+    "hook floor",
 )
 
 
@@ -387,7 +489,7 @@ def python_calls_per_request(redis_url: str, rules_folder: Path) -> dict[str, in
         finally:
             sys.setprofile(None)
         counts[variant] = calls
-        if variant != "bare":
+        if variant not in PLAIN:
             with app.app_context():
                 flush(timeout=30)
     return counts
@@ -644,34 +746,58 @@ def main() -> None:
         type=int,
         help="BITMAPIST_FLUSH_AT of the writing writer in (h)'s last part",
     )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=5,
+        help="split the rounds of (a, b, d) among this many sets of apps "
+        "(test client: interpreters; server: server processes)",
+    )
     parser.add_argument("--serve", choices=VARIANTS, help=argparse.SUPPRESS)
+    parser.add_argument("--test-client-rounds", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--first-round", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--ping-for", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--rules-folder", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.processes < 1:
+        parser.error(f"--processes must be at least 1, not {args.processes}")
     if args.serve:
         serve(args.serve, args.port, args.redis_url, args.rules_folder)
         return
     if args.ping_for:
         ping_latencies(args.redis_url, args.ping_for)
         return
-    if args.quick:
-        args.requests, args.rounds = 50, 2
     # The unmatched rules are meant to match nothing: no warning about them.
     logging.getLogger("flask_bitmapist").setLevel(logging.ERROR)
+    if args.test_client_rounds:
+        rates = test_client_rates(
+            args.redis_url,
+            args.rules_folder,
+            args.requests,
+            args.test_client_rounds,
+            args.first_round,
+        )
+        print(json.dumps(rates))
+        return
+    if args.quick:
+        args.requests, args.rounds, args.processes = 50, 2, 2
 
     rules_folder = Path(tempfile.mkdtemp())
     write_rules_files(rules_folder)
     with bench_queries.bench_redis(args.redis_url) as redis_url:
         print(f"Python {sys.version.split()[0]}, {os.cpu_count()} cores, "
-              f"{args.rounds} rounds x {args.requests} requests, medians, "
+              f"{args.rounds} rounds x {args.requests} requests, medians, (a, b, d) "
+              f"in {min(args.processes, args.rounds)} sets of apps, "
               f"load average {load_average()}")  # fmt: skip
         if not args.parts:
             for title, rates in (
-                ("(a, b, d) Flask test client", test_client_rates),
+                ("(a, b, d) Flask test client", test_client_rates_apart),
                 ("(a, b, d) werkzeug server on 127.0.0.1, keep-alive", server_rates),
             ):
-                measured = rates(redis_url, rules_folder, args.requests, args.rounds)
+                measured = in_fresh_processes(rates, args.processes)(
+                    redis_url, rules_folder, args.requests, args.rounds
+                )
                 report(title, measured, "bare", "req/s")
                 report_floors(measured)
             report(

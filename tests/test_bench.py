@@ -34,23 +34,24 @@ def run_script(name: str, *arguments: str) -> str:
 @pytest.mark.bitmapist
 def test_write_benchmark_prints_every_ratio(redis_url: str) -> None:
     output = run_script("bench.py", "--quick", "--redis-url", redis_url)
+    # (a, b, d): the 2 rounds of --quick in 2 sets of apps, one round each.
+    assert ", 2 rounds x 50 requests, medians, (a, b, d) in 2 sets of apps," in output
     ratios = re.findall(
         r"^  (.+?)\s+\d+ \S+\s+ratio (\d+\.\d+) vs", output, re.MULTILINE
     )
     names = [name.strip() for name, _ in ratios]
-    variants = ["bare", "background", "sync", "rule", "50 unmatched rules"]
-    variants += ["mark floor", "rule floor"]
+    variants = ["bare", "bare again", "background", "sync", "rule"]
+    variants += ["50 unmatched rules", "mark floor", "rule floor", "hook floor"]
     assert names == [*variants, *variants, "one round trip", "3 x bitmapist.mark_event"]
     assert all(float(ratio) > 0 for _, ratio in ratios)
     # Under each of the two tables of (a, b, d): the variants against their floors.
     against_floors = re.findall(
-        r"^  (background / mark floor|rule / rule floor) +ratio (\d\.\d{3})$",
-        output,
-        re.MULTILINE,
+        r"^  (\S.+ / \S.+ floor) +ratio (\d\.\d{3})$", output, re.MULTILINE
     )
     assert [name for name, _ in against_floors] == [
         "background / mark floor",
         "rule / rule floor",
+        "50 unmatched rules / hook floor",
     ] * 2
     assert all(float(ratio) > 0 for _, ratio in against_floors)
     assert "(e) 5x5 cohort by days, 1,000 users a day" in output
@@ -108,12 +109,13 @@ def test_write_benchmark_prints_every_ratio(redis_url: str) -> None:
         "rule, request thread",
         "rule floor, request thread",
         "50 unmatched rules, request thread",
+        "hook floor, request thread",
         "writer thread CPU per mark",
         "writer thread CPU per mark",
     ]
     assert float(parts[0][1]) > 0
-    assert float(parts[6][1]) > 0
-    assert float(parts[7][1]) >= 0
+    assert float(parts[7][1]) > 0
+    assert float(parts[8][1]) >= 0
     assert re.search(r"^  requests/s +\d\.\d{3} ratio$", output, re.MULTILINE)
     beside = re.findall(
         r"^  (scripts of 1,500 SETBITs at most|one script) +(\d+\.\d\d) ms, "
@@ -131,7 +133,7 @@ def test_write_benchmark_prints_every_ratio(redis_url: str) -> None:
     calls = re.findall(
         r"us(?: a request)?, ([-+]?\d+) Python calls$", output, re.MULTILINE
     )
-    assert len(calls) == 6
+    assert len(calls) == 7
     assert int(calls[0]) > 100
     assert all(int(added) > 0 for added in calls[1:])
 
@@ -360,3 +362,15 @@ def test_cost_curve_prints_every_figure_at_each_size(redis_url: str) -> None:
     assert all(
         float(value.replace(",", "")) > 0 for _, *values in rows for value in values
     )
+
+
+def test_write_benchmark_refuses_no_sets_of_apps() -> None:
+    result = subprocess.run(
+        [sys.executable, str(SCRIPTS / "bench.py"), "--processes", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "--processes must be at least 1, not 0" in result.stderr
