@@ -364,6 +364,7 @@ def test_cost_curve_prints_every_figure_at_each_size(redis_url: str) -> None:
     )
 
 
+@pytest.mark.bitmapist
 def test_write_benchmark_refuses_no_sets_of_apps() -> None:
     result = subprocess.run(
         [sys.executable, str(SCRIPTS / "bench.py"), "--processes", "0"],
