@@ -351,9 +351,9 @@ class RuleHooks:
         """Mark what ``rules`` match, skipping events in ``already``; return
         the events marked by this request so far (a set the caller may keep
         only as a frozenset: the after hook, which ignores it, is spared
-        building one). A source that gives
-        ``None`` falls back to :meth:`_fallback`. A failure is logged (raised
-        with ``BITMAPIST_RAISE_ERRORS``), marking none of them."""
+        building one). A source that gives ``None`` falls back to
+        :meth:`_fallback`. A failure is logged (raised with
+        ``BITMAPIST_RAISE_ERRORS``), marking none of them."""
         try:
             settings = self._settings
             method, path = current.method, current.path
